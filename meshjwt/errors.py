@@ -1,0 +1,22 @@
+"""Errors a user can act on: each renders as one line naming the thing to fix."""
+
+from __future__ import annotations
+
+
+class MeshJwtError(Exception):
+    """Base class of user-facing errors; ``str()`` is a single line."""
+
+    def __str__(self) -> str:
+        return " ".join(str(self.args[0]).split()) if self.args else self.__class__.__name__
+
+
+class ConfigError(MeshJwtError):
+    """Bad option, bad scenario file, unknown target: fix your input."""
+
+
+class UnsupportedField(MeshJwtError):
+    """An Istio field the local reference mesh does not implement (never silently ignored)."""
+
+
+class EnvironmentProblem(MeshJwtError):
+    """Something missing on the machine: Docker, a binary, a free port, a reachable cluster."""

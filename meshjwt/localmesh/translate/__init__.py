@@ -1,0 +1,1 @@
+"""Istio resources → Envoy configuration, following istiod."""

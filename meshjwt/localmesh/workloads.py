@@ -1,0 +1,98 @@
+"""The mesh's workloads as one real process: httpbin under waitress, a Bookinfo stand-in, JWKS servers.
+
+Run as ``python -m meshjwt.localmesh.workloads SPEC.json``. It binds every server on 127.0.0.1 with a
+kernel-chosen port, then prints one JSON line ``{"ports": {name: port}}`` on stdout and serves until
+terminated. JWKS files are read on every request, so the run can rotate keys without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import ssl
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_PRODUCT = re.compile(r"^/api/v1/products/[^/]+(/(reviews|ratings))?$")
+_BOOKINFO_200 = ("/productpage", "/login", "/logout", "/api/v1/products")
+
+
+def bookinfo_app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+    """Stand-in for Bookinfo's productpage: the pages and APIs the gateway routes to answer 200."""
+    path = environ.get("PATH_INFO", "")
+    if path in _BOOKINFO_200 or path.startswith("/static/") or _PRODUCT.match(path):
+        body = json.dumps({"service": "productpage", "path": path}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+    start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "9")])
+    return [b"not found"]
+
+
+def _jwks_handler(routes: dict[str, Path]) -> type[BaseHTTPRequestHandler]:
+    class JwksHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = self.path.split("?", 1)[0]
+            source = routes.get(path)
+            if source is None:
+                self._send(404, b"not found", "text/plain")
+            else:
+                self._send(200, source.read_bytes(), "application/json")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    return JwksHandler
+
+
+def _serve_jwks(routes: dict[str, Path], tls: dict[str, str] | None) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _jwks_handler(routes))
+    server.daemon_threads = True
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls["cert"], tls["key"])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _serve_wsgi(app: Callable) -> Any:
+    from waitress import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=4, ident="meshjwt", clear_untrusted_proxy_headers=False)
+    threading.Thread(target=server.run, daemon=True).start()
+    return server
+
+
+def main(spec_path: str) -> None:
+    """Start the servers described in the spec file and report their ports on stdout."""
+    spec = json.loads(Path(spec_path).read_text())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    ports: dict[str, int] = {}
+    for name, server in spec["jwks_servers"].items():
+        routes = {path: Path(file) for path, file in server["routes"].items()}
+        ports[name] = _serve_jwks(routes, server.get("tls")).server_address[1]
+    from httpbin import app as httpbin_app
+
+    ports["httpbin"] = int(_serve_wsgi(httpbin_app).effective_port)
+    ports["productpage"] = int(_serve_wsgi(bookinfo_app).effective_port)
+    sys.stdout.write(json.dumps({"ports": ports}) + "\n")
+    sys.stdout.flush()
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

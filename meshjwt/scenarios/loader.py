@@ -1,0 +1,186 @@
+"""Read scenario files (YAML, one or more documents each), validate them, and build Scenario records.
+
+Every problem is reported before anything is applied, as ``FILE:LINE: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from meshjwt.errors import ConfigError
+from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
+from meshjwt.targets.base import Request
+from meshjwt.tokens import TokenFactory
+
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "suites" / "scenarios"
+
+
+class ScenarioError(ConfigError):
+    """A scenario file is malformed; the message starts with ``file:line``."""
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The JSON schema of a scenario document."""
+    return json.loads(resources.files("meshjwt.scenarios").joinpath("schema.json").read_text())
+
+
+def _line_of(node: yaml.Node, path: Iterable[Any]) -> int:
+    """1-based line of the YAML node at ``path`` (the deepest node that exists)."""
+    for step in path:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == step), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            child = node.value[step]
+        else:
+            child = None
+        if child is None:
+            break
+        node = child
+    return node.start_mark.line + 1
+
+
+def scenario_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The ``.yaml``/``.yml`` files named, or found (sorted) in the folders named."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ScenarioError(f"{path}: no such scenario file or folder (--scenarios)")
+    return files
+
+
+def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
+    """Load and validate every scenario in ``paths``; scenario names must be unique."""
+    scenarios: list[Scenario] = []
+    seen: dict[str, str] = {}
+    for file in scenario_files(paths):
+        for scenario in load_file(file):
+            if scenario.name in seen:
+                raise ScenarioError(f"{file}: scenario name {scenario.name!r} already used in {seen[scenario.name]}")
+            seen[scenario.name] = str(file)
+            scenarios.append(scenario)
+    return scenarios
+
+
+def load_file(file: Path) -> list[Scenario]:
+    """All scenarios of one YAML file (documents separated by ``---``)."""
+    text = file.read_text()
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"{mark.line + 1}" if mark else "?"
+        raise ScenarioError(f"{file}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    scenarios = []
+    for node, doc in zip(nodes, docs):
+        if doc is None:
+            continue
+        validator = jsonschema.Draft202012Validator(schema())
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+        if errors:
+            error = jsonschema.exceptions.best_match(errors)
+            where = "/".join(str(p) for p in error.absolute_path) or "(document)"
+            raise ScenarioError(f"{file}:{_line_of(node, error.absolute_path)}: at {where}: {error.message}")
+        scenarios.append(_build(file, node, doc))
+    return scenarios
+
+
+def _resources(file: Path, node: yaml.Node, doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    out: list[Mapping[str, Any]] = []
+    for i, item in enumerate(doc.get("manifests", [])):
+        if "inline" in item:
+            out.append(item["inline"])
+            continue
+        target = (file.parent / item["file"]).resolve()
+        line = _line_of(node, ["manifests", i, "file"])
+        if not target.is_file():
+            raise ScenarioError(f"{file}:{line}: manifests[{i}].file {item['file']!r} not found (relative to the file)")
+        try:
+            loaded = [d for d in yaml.safe_load_all(target.read_text()) if d]
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"{file}:{line}: {item['file']} is not valid YAML: {exc}") from None
+        for resource in loaded:
+            if not isinstance(resource, dict) or not {"apiVersion", "kind", "metadata"} <= set(resource):
+                raise ScenarioError(f"{file}:{line}: {item['file']} holds a document that is not a Kubernetes resource")
+        out += loaded
+    return out
+
+
+def _token(spec: Any) -> TokenSpec:
+    if spec in (None, "none"):
+        return TokenSpec()
+    if isinstance(spec, str):
+        return TokenSpec(kind=spec)
+    where = spec.get("in", {})
+    return TokenSpec(
+        kind=None if "literal" in spec else spec.get("kind", "valid"),
+        alg=spec.get("alg", "RS256"),
+        claims=spec.get("claims", {}),
+        literal=spec.get("literal"),
+        header=where.get("header", "Authorization"),
+        prefix=where.get("prefix", "Bearer " if "header" not in where else ""),
+        param=where.get("param"),
+    )
+
+
+def _expectation(spec: Mapping[str, Any]) -> Expectation:
+    return Expectation(
+        status=spec["status"], body=spec.get("body"), body_contains=spec.get("bodyContains"),
+        headers=spec.get("headers", {}), reason=spec.get("reason"), overrides=tuple(spec.get("overrides", ())),
+    )  # fmt: skip
+
+
+def _expand(case: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A case with ``matrix`` becomes one case per combination, ``${key}`` replaced by the value."""
+    matrix = case.get("matrix")
+    if not matrix:
+        return [case]
+    body = {k: v for k, v in case.items() if k != "matrix"}
+    keys = list(matrix)
+    return [
+        substitute(body, {k: str(v) for k, v in zip(keys, combo)}, where="matrix", strict=False)
+        for combo in itertools.product(*(matrix[k] for k in keys))
+    ]
+
+
+def _build(file: Path, node: yaml.Node, doc: Mapping[str, Any]) -> Scenario:
+    defaults = doc.get("defaults", {})
+    cases: list[Case] = []
+    names: set[str] = set()
+    for index, raw_case in enumerate(doc["cases"]):
+        for case in _expand(raw_case):
+            line = _line_of(node, ["cases", index])
+            if case["name"] in names:
+                raise ScenarioError(f"{file}:{line}: case name {case['name']!r} is used twice in {doc['name']}")
+            names.add(case["name"])
+            token = _token(case.get("token"))
+            if token.kind is not None and token.kind not in TokenFactory.KINDS:
+                raise ScenarioError(f"{file}:{line}: token kind {token.kind!r} unknown; "
+                                    f"choose one of {', '.join(TokenFactory.KINDS)}")  # fmt: skip
+            request = {**defaults, **case.get("request", {})}
+            request["headers"] = {**defaults.get("headers", {}), **case.get("request", {}).get("headers", {})}
+            cases.append(Case(
+                scenario=doc["name"], name=case["name"], request=Request(**request), token=token,
+                expect=_expectation(case["expect"]), features=tuple(case.get("features", ())),
+                description=case.get("description", ""),
+            ))  # fmt: skip
+    return Scenario(
+        name=doc["name"], section=doc["section"], source=str(file), features=tuple(doc.get("features", ())),
+        manifests=tuple(_resources(file, node, doc)), cases=tuple(cases), description=doc.get("description", ""),
+        jwks_fetch_mode=doc.get("jwksFetchMode"),
+    )  # fmt: skip

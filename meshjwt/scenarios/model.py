@@ -1,0 +1,146 @@
+"""A scenario is a record: the claim it proves, its features, the Istio resources, and request → response cases."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshjwt.errors import ConfigError
+from meshjwt.targets.base import MeshInfo, Request
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def substitute(value: Any, variables: Mapping[str, str], *, where: str, strict: bool = True) -> Any:
+    """Replace ``${NAME}`` in every string of ``value``; unknown names are an error when ``strict``."""
+    if isinstance(value, str):
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return str(variables[name])
+            if strict:
+                raise ConfigError(f"{where}: unknown variable ${{{name}}}; known: {', '.join(sorted(variables))}")
+            return match.group(0)
+
+        return _VAR.sub(one, value)
+    if isinstance(value, list):
+        return [substitute(v, variables, where=where, strict=strict) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, variables, where=where, strict=strict) for k, v in value.items()}
+    return value
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """Expected response; ``overrides`` change it for some mesh flavours/versions/modes, with a reason."""
+
+    status: int
+    body: str | None = None
+    body_contains: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    reason: str | None = None
+    overrides: tuple[Mapping[str, Any], ...] = ()
+
+    def for_mesh(self, info: MeshInfo, fetch_mode: str) -> Expectation:
+        """The expectation that holds for this mesh: the first override whose ``when`` matches, else self."""
+        for override in self.overrides:
+            when = override["when"]
+            if "flavor" in when and when["flavor"] != info.flavor:
+                continue
+            if "versionBelow" in when and not _version(info.version) < _version(when["versionBelow"]):
+                continue
+            if "versionAtLeast" in when and not _version(info.version) >= _version(when["versionAtLeast"]):
+                continue
+            if "jwksFetchMode" in when and when["jwksFetchMode"] != fetch_mode:
+                continue
+            return Expectation(
+                status=override["status"], body=override.get("body"), body_contains=override.get("bodyContains"),
+                headers=override.get("headers", {}), reason=override["reason"],
+            )  # fmt: skip
+        return self
+
+    def mismatch(self, status: int, headers: Mapping[str, str], body: str) -> str | None:
+        """None if the response meets the expectation, else what differs (one line)."""
+        if status != self.status:
+            return f"status {status} != expected {self.status}"
+        if self.body is not None and body.strip() != self.body:
+            return f"body {body.strip()[:200]!r} != expected {self.body!r}"
+        if self.body_contains is not None and self.body_contains not in body:
+            return f"body {body.strip()[:200]!r} does not contain {self.body_contains!r}"
+        for name, fragment in self.headers.items():
+            value = headers.get(name.lower())
+            if value is None or fragment not in value:
+                return f"header {name}: {value!r} does not contain {fragment!r}"
+        return None
+
+    def describe(self) -> str:
+        parts = [str(self.status)]
+        if self.body is not None:
+            parts.append(f"body {self.body!r}")
+        if self.body_contains is not None:
+            parts.append(f"body ∋ {self.body_contains!r}")
+        parts += [f"{k} ∋ {v!r}" for k, v in self.headers.items()]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """Which token to send and where: none, a minted one (kind, alg, claims) or a literal one."""
+
+    kind: str | None = None  # None: no token
+    alg: str = "RS256"
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    literal: str | None = None
+    header: str = "Authorization"
+    prefix: str = "Bearer "
+    param: str | None = None
+
+    @property
+    def present(self) -> bool:
+        return self.kind is not None or self.literal is not None
+
+    def describe(self) -> str:
+        if not self.present:
+            return "none"
+        what = "literal" if self.literal is not None else f"{self.kind} {self.alg}"
+        if self.claims:
+            what += f" claims={dict(self.claims)}"
+        where = f"?{self.param}=" if self.param else f"{self.header}: {self.prefix}"
+        return f"{what} in {where!r}"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request and what must come back."""
+
+    scenario: str
+    name: str
+    request: Request
+    token: TokenSpec
+    expect: Expectation
+    features: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.scenario}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The record: name, the documented claim (section), features, Istio resources, cases."""
+
+    name: str
+    section: str
+    source: str  # file it came from
+    features: tuple[str, ...]
+    manifests: tuple[Mapping[str, Any], ...]  # resources, ``${VAR}`` not yet substituted
+    cases: tuple[Case, ...]
+    description: str = ""
+    jwks_fetch_mode: str | None = None

@@ -1,0 +1,135 @@
+"""Running cases on a Mesh: apply the scenario's resources once, mint tokens, converge, record results."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from dataclasses import dataclass, field, replace
+
+from meshjwt.converge import Outcome, converge
+from meshjwt.errors import UnsupportedField
+from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
+from meshjwt.settings import Settings
+from meshjwt.targets.base import Mesh, Request, Response
+from meshjwt.tokens import TokenFactory, mask
+
+
+class Unsupported(Exception):
+    """The case needs something this target cannot do; reported as unsupported, never as failed."""
+
+
+@dataclass
+class CaseResult:
+    """The evidence for one case: what was sent (token masked), expected, observed, and the verdict."""
+
+    case: Case
+    request: str
+    expected: Expectation
+    outcome: Outcome | None = None
+    verdict: str = "pending"  # passed | failed | unsupported | error
+    detail: str = ""
+
+    @property
+    def observed(self) -> str:
+        return self.outcome.last.summary() if self.outcome else "-"
+
+
+@dataclass
+class ScenarioRunner:
+    """Keeps one scenario applied at a time (cases run scenario by scenario) and runs cases."""
+
+    mesh: Mesh
+    tokens: TokenFactory
+    settings: Settings
+    current: str | None = None
+    results: list[CaseResult] = field(default_factory=list)
+    apply_seconds: list[float] = field(default_factory=list)
+    _unsupported: dict[str, str] = field(default_factory=dict)
+
+    def variables(self) -> dict[str, str]:
+        return {"ISSUER": self.tokens.issuer, **self.mesh.variables()}
+
+    def ensure(self, scenario: Scenario) -> None:
+        """Apply ``scenario``'s resources unless they are the current ones."""
+        if scenario.name in self._unsupported:
+            raise Unsupported(self._unsupported[scenario.name])
+        if self.current == scenario.name:
+            return
+        resources = substitute(list(scenario.manifests), self.variables(), where=scenario.source)
+        started = time.perf_counter()
+        if self.current is not None:
+            # delete the previous scenario's resources first, so none of its proxy state (a cached
+            # JWKS, say) survives into this one: an unchanged listener would keep its JWKS cache
+            self.mesh.clear()
+            self.current = None
+        try:
+            self.mesh.apply(resources, jwks_fetch_mode=scenario.jwks_fetch_mode)
+        except UnsupportedField as exc:
+            self._unsupported[scenario.name] = str(exc)
+            raise Unsupported(str(exc)) from None
+        self.apply_seconds.append(time.perf_counter() - started)
+        self.current = scenario.name
+
+    def build_request(self, case: Case) -> tuple[Request, str]:
+        """The request with variables substituted and the token placed; plus a masked description."""
+        variables = self.variables()
+        request = case.request
+        headers = {k: substitute(v, variables, where=case.id) for k, v in request.headers.items()}
+        path = substitute(request.path, variables, where=case.id)
+        host = substitute(request.host, variables, where=case.id) if request.host else None
+        token = self.mint(case.token, variables, case.id)
+        shown = path
+        if token is not None:
+            if case.token.param:
+                separator = "&" if "?" in path else "?"
+                path = f"{path}{separator}{case.token.param}={urllib.parse.quote(token, safe='')}"
+                shown = f"{shown}{separator}{case.token.param}={mask(token)}"
+            else:
+                headers[case.token.header] = f"{case.token.prefix}{token}"
+        masked_headers = {k: (f"{case.token.prefix}{mask(token)}" if token and k == case.token.header else v)
+                          for k, v in headers.items()}  # fmt: skip
+        built = replace(request, path=path, host=host, headers=headers)
+        description = f"{request.client} {request.method} {host or '(default host)'}{shown}"
+        if masked_headers:
+            description += f" headers={masked_headers}"
+        return built, description
+
+    def mint(self, spec: TokenSpec, variables: dict[str, str], where: str) -> str | None:
+        """The case's token (claims with ``${VAR}`` substituted), or None for no token."""
+        if spec.literal is not None:
+            return substitute(spec.literal, variables, where=where)
+        if spec.kind is None:
+            return None
+        return self.tokens.mint(spec.kind, spec.alg, substitute(dict(spec.claims), variables, where=where))
+
+    def run(self, scenario: Scenario, case: Case) -> CaseResult:
+        """Run one case to a verdict; never raises for a mismatch (the caller asserts on the result)."""
+        info = self.mesh.info()
+        fetch_mode = scenario.jwks_fetch_mode or info.jwks_fetch_mode
+        expected = case.expect.for_mesh(info, fetch_mode)
+        request, shown = self.build_request(case)
+        result = CaseResult(case=case, request=shown, expected=expected)
+        self.results.append(result)
+        try:
+            self.ensure(scenario)
+        except Unsupported as exc:
+            result.verdict, result.detail = "unsupported", str(exc)
+            raise
+
+        def check(response: Response) -> str | None:
+            return expected.mismatch(response.status, response.headers, response.body)
+
+        result.outcome = converge(lambda: self.mesh.request(request), check, self.settings.timeouts)
+        result.verdict = "passed" if result.outcome.passed else "failed"
+        if not result.outcome.passed:
+            t = self.settings.timeouts
+            result.detail = (
+                f"{case.id}: expected {expected.describe()}"
+                + (f" ({expected.reason})" if expected.reason else "")
+                + f"; last response {result.outcome.last.summary()}; {result.outcome.attempts} attempts in "
+                f"{result.outcome.seconds:.2f}s without {t.consecutive} consecutive matches "
+                f"(timeout 'converge' = {t.converge:g}s); mismatches seen: {result.outcome.history}; "
+                f"request: {shown}"
+            )
+        return result
+

@@ -1,0 +1,54 @@
+"""Run settings: the options of one run, with named timeouts (as Gateway API conformance names its waits)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+FLAVORS = ("istio", "asm")
+JWKS_FETCH_MODES = ("istiod", "hybrid", "envoy")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every wait of the suite, by name, in seconds. Raise them for slow managed clouds."""
+
+    start: float = 60.0  # target up (local: Envoy + workloads listening)
+    apply: float = 30.0  # resources applied → proxy acknowledged the new configuration
+    converge: float = 30.0  # max time for a case to reach N consecutive matching responses
+    request: float = 10.0  # one request
+    poll_interval: float = 0.1  # between attempts of a converging case
+    consecutive: int = 3  # N consecutive agreements a case needs
+
+    @classmethod
+    def for_target(cls, target: str, overrides: Mapping[str, Any] | None = None) -> Timeouts:
+        """Defaults for a target (the local mesh polls fast), with user overrides on top."""
+        base = cls(converge=5.0, poll_interval=0.002, request=5.0, start=20.0, apply=10.0) if target == "local" else cls()
+        values = {f.name: getattr(base, f.name) for f in fields(cls)}
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = type(values[key])(value)
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a target needs to know about the run."""
+
+    target: str = "local"
+    flavor: str = "istio"
+    version: str = "1.30"
+    jwks_fetch_mode: str = "istiod"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    reports_dir: Path = Path("reports")
+    #: target-specific options (kubeconfig, istio version, ...), by option dest name
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def target_reports_dir(self) -> Path:
+        return self.reports_dir / self.target

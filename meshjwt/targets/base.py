@@ -1,0 +1,91 @@
+"""The interface every target implements: apply Istio resources, send requests, report identity."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+Client = Literal["mesh", "ingress"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request, sent from inside the mesh (sleep pod → httpbin) or through the ingress gateway."""
+
+    client: Client = "mesh"
+    method: str = "GET"
+    path: str = "/headers"
+    host: str | None = None  # None: the target's default (httpbin.foo:8000 in mesh, the gateway's host)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Response:
+    """What came back. ``status`` 0 means no HTTP answer at all (see ``error``)."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names
+    body: str = ""
+    error: str | None = None  # connection failure, curl exit code, ...
+
+    def summary(self, limit: int = 120) -> str:
+        """A short printable form: status and the start of the body."""
+        if self.status == 0:
+            return f"no response ({self.error})"
+        body = " ".join(self.body.split())
+        return f"{self.status} {body[:limit]!r}"
+
+
+@dataclass(frozen=True)
+class MeshInfo:
+    """Who is under test: the mesh flavour and version, and how JWKS are fetched."""
+
+    target: str
+    flavor: str  # "istio" | "asm"
+    version: str  # "1.30", "1.12.4", ...
+    jwks_fetch_mode: str  # "istiod" | "hybrid" | "envoy"
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+class Mesh(abc.ABC):
+    """A mesh the suite can drive. One instance per pytest session, chosen by ``--target``."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Bring the target up (or connect to it); raise a MeshJwtError with one line if it can't."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Release everything this run created. Must be safe to call twice and after a failed start."""
+
+    @abc.abstractmethod
+    def info(self) -> MeshInfo:
+        """Identity of the mesh under test, for reports and expectations."""
+
+    @abc.abstractmethod
+    def variables(self) -> Mapping[str, str]:
+        """Values substituted for ``${NAME}`` in scenario manifests (issuer, JWKS, hosts...)."""
+
+    @abc.abstractmethod
+    def apply(self, resources: Sequence[Mapping[str, Any]], *, jwks_fetch_mode: str | None = None) -> None:
+        """Make exactly these Istio resources the scenario's configuration (replacing the previous set).
+
+        ``jwks_fetch_mode`` asks for a control-plane JWKS mode; a target that cannot switch raises
+        :class:`meshjwt.errors.UnsupportedField`.
+        """
+
+    @abc.abstractmethod
+    def clear(self) -> None:
+        """Remove every resource this run applied."""
+
+    @abc.abstractmethod
+    def request(self, request: Request) -> Response:
+        """Send one request and return what came back (never raises for HTTP errors)."""
+
+    def artifacts(self, directory: str) -> list[str]:
+        """Write diagnostics for a failed case into ``directory``; return the files written."""
+        return []
