@@ -25,7 +25,8 @@ class Timeouts:
     @classmethod
     def for_target(cls, target: str, overrides: Mapping[str, Any] | None = None) -> Timeouts:
         """Defaults for a target (the local mesh polls fast), with user overrides on top."""
-        base = cls(converge=5.0, poll_interval=0.002, request=5.0, start=20.0, apply=10.0) if target == "local" else cls()
+        local = cls(start=20.0, apply=10.0, converge=5.0, request=5.0, poll_interval=0.002)
+        base = local if target == "local" else cls()
         values = {f.name: getattr(base, f.name) for f in fields(cls)}
         for key, value in (overrides or {}).items():
             if value is not None:

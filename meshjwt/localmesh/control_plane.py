@@ -91,8 +91,9 @@ class ControlPlane:
 
         listeners = []
         for proxy in self.proxies:
-            ras = [r for r in by_kind["RequestAuthentication"] if applies_to(r, proxy.workload, self.world.root_namespace)]
-            aps = [p for p in by_kind["AuthorizationPolicy"] if applies_to(p, proxy.workload, self.world.root_namespace)]
+            root = self.world.root_namespace
+            ras = [r for r in by_kind["RequestAuthentication"] if applies_to(r, proxy.workload, root)]
+            aps = [p for p in by_kind["AuthorizationPolicy"] if applies_to(p, proxy.workload, root)]
             filters = [f for f in [build_jwt_filter(ras, jwks_source)] if f]
             filters += authz.build_rbac_filters(aps)
             listeners.append(self._listener(proxy, [*filters, ROUTER]))

@@ -88,7 +88,8 @@ class Envoy:
         self.proc = processes.spawn(
             [
                 self.binary, "-c", str(bootstrap), "--admin-address-path", str(address_file),
-                "--disable-hot-restart", "--concurrency", "1", "-l", self.log_level, "--component-log-level", "config:info",
+                "--disable-hot-restart", "--concurrency", "1", "-l", self.log_level,
+                "--component-log-level", "config:info",
                 "--drain-time-s", "0", "--drain-strategy", "immediate",
                 "--log-path", str(self.log_path),
             ],
@@ -144,7 +145,9 @@ class Envoy:
             if self.proc is None or self.proc.poll() is not None:
                 raise EnvironmentProblem(f"envoy died: {self.log_tail(1)}")
             if time.monotonic() > deadline:
-                raise EnvironmentProblem(f"envoy did not take config version {version} within {timeout:g}s (timeout 'apply')")
+                raise EnvironmentProblem(
+                    f"envoy did not take config version {version} within {timeout:g}s (timeout 'apply')"
+                )
             time.sleep(0.001)
 
     @staticmethod

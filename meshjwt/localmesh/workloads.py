@@ -72,7 +72,7 @@ def _serve_jwks(routes: dict[str, Path], tls: dict[str, str] | None) -> Threadin
 def _serve_wsgi(app: Callable) -> Any:
     from waitress import create_server
 
-    server = create_server(app, host="127.0.0.1", port=0, threads=4, ident="meshjwt", clear_untrusted_proxy_headers=False)
+    server = create_server(app, host="127.0.0.1", port=0, threads=4, ident="meshjwt")
     threading.Thread(target=server.run, daemon=True).start()
     return server
 

@@ -87,7 +87,7 @@ def load_file(file: Path) -> list[Scenario]:
         line = f"{mark.line + 1}" if mark else "?"
         raise ScenarioError(f"{file}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     scenarios = []
-    for node, doc in zip(nodes, docs):
+    for node, doc in zip(nodes, docs, strict=True):
         if doc is None:
             continue
         validator = jsonschema.Draft202012Validator(schema())
@@ -153,7 +153,7 @@ def _expand(case: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     body = {k: v for k, v in case.items() if k != "matrix"}
     keys = list(matrix)
     return [
-        substitute(body, {k: str(v) for k, v in zip(keys, combo)}, where="matrix", strict=False)
+        substitute(body, {k: str(v) for k, v in zip(keys, combo, strict=True)}, where="matrix", strict=False)
         for combo in itertools.product(*(matrix[k] for k in keys))
     ]
 

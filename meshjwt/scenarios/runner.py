@@ -23,11 +23,17 @@ class CaseResult:
     """The evidence for one case: what was sent (token masked), expected, observed, and the verdict."""
 
     case: Case
+    scenario: Scenario
     request: str
     expected: Expectation
     outcome: Outcome | None = None
     verdict: str = "pending"  # passed | failed | unsupported | error
     detail: str = ""
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The scenario's features plus the case's own, in order, without repeats."""
+        return tuple(dict.fromkeys((*self.scenario.features, *self.case.features)))
 
     @property
     def observed(self) -> str:
@@ -108,7 +114,7 @@ class ScenarioRunner:
         fetch_mode = scenario.jwks_fetch_mode or info.jwks_fetch_mode
         expected = case.expect.for_mesh(info, fetch_mode)
         request, shown = self.build_request(case)
-        result = CaseResult(case=case, request=shown, expected=expected)
+        result = CaseResult(case=case, scenario=scenario, request=shown, expected=expected)
         self.results.append(result)
         try:
             self.ensure(scenario)

@@ -297,10 +297,7 @@ def _condition_ids(cond: Mapping[str, Any]) -> list[Json]:
         return _each(cond, "values", lambda v: _header(name, v), "ids")
     if key == "request.auth.principal":
         return _aggregated(cond, "values", _request_principals)
-    if key in _JWT_CLAIM_KEYS:
-        claims = [_JWT_CLAIM_KEYS[key]]
-    else:
-        claims = _claim_path(key[len("request.auth.claims") :])
+    claims = [_JWT_CLAIM_KEYS[key]] if key in _JWT_CLAIM_KEYS else _claim_path(key[len("request.auth.claims"):])
     return _aggregated(cond, "values", lambda values: _jwt_claims(claims, values))
 
 

@@ -1,0 +1,194 @@
+"""Validate manifests and scenario files without a cluster.
+
+Kubernetes resources: against the Kubernetes schema of the target version (kubernetes-validate, strict).
+Istio resources: against Istio's API schema (cloudcoil-models-istio), with unknown fields rejected.
+Scenario files (``kind: Scenario``) embed resources under ``manifests: [{inline: ...} | {file: ...}]``.
+``${VAR}`` placeholders get plausible values first. Usage: ``python -m meshjwt.kube.validate [PATHS...]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES
+
+DEFAULT_PATHS = ("manifests", "suites/scenarios")
+ISTIO_GROUPS = {
+    "security.istio.io": "security",
+    "networking.istio.io": "networking",
+    "telemetry.istio.io": "telemetry",
+    "extensions.istio.io": "extensions",
+}
+PLAUSIBLE: dict[str, str] = {
+    "ISSUER": "https://issuer.meshjwt.test",
+    "JWKS": '{"keys": []}',
+    "NAMESPACE": "foo",
+    "BOOKINFO_NAMESPACE": "default",
+    "ROOT_NAMESPACE": "istio-system",
+    "EXTERNAL_NAMESPACE": "jwks-external",
+    "EXTERNAL_JWKS_HOST": "jwks.meshjwt.test",
+    "INJECTION_LABEL_KEY": "istio-injection",
+    "INJECTION_LABEL_VALUE": "enabled",
+}
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+def plausible(name: str) -> str:
+    """A value for ``${name}``: a known one, else something name-shaped and valid (``x-<name>``)."""
+    return PLAUSIBLE.get(name, "x-" + name.lower().replace("_", "-"))
+
+
+def fill(value: Any) -> Any:
+    """Substitute placeholders in every string (keys included) of a parsed document."""
+    if isinstance(value, str):
+        return PLACEHOLDER.sub(lambda m: plausible(m.group(1)), value)
+    if isinstance(value, list):
+        return [fill(v) for v in value]
+    if isinstance(value, dict):
+        return {fill(k): fill(v) for k, v in value.items()}
+    return value
+
+
+def _strict(schema: Any) -> Any:
+    """Reject unknown fields: ``additionalProperties: false`` on every object schema with properties."""
+    if isinstance(schema, dict):
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            _strict(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _strict(value)
+    return schema
+
+
+@functools.cache
+def istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    """Istio's schema of ``kind`` at ``api_version`` (None when unknown)."""
+    group, _, version = api_version.partition("/")
+    try:
+        module = importlib.import_module(f"cloudcoil.models.istio.{ISTIO_GROUPS[group]}.{version}")
+        model = getattr(module, kind)
+    except (KeyError, ImportError, AttributeError):
+        return None
+    schema = _strict(copy.deepcopy(model.model_json_schema(by_alias=True, mode="validation")))
+    schema["properties"].pop("status", None)
+    return schema
+
+
+def validate_resource(doc: Mapping[str, Any], kube_version: str) -> list[str]:
+    """Errors of one resource (empty list: valid)."""
+    api, kind = doc.get("apiVersion"), doc.get("kind")
+    if not isinstance(api, str) or not isinstance(kind, str):
+        return ["not a Kubernetes resource (apiVersion and kind are required)"]
+    if api.split("/", 1)[0] in ISTIO_GROUPS:
+        schema = istio_schema(api, kind)
+        if schema is None:
+            return [f"unknown Istio resource {api} {kind}"]
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(dict(doc)), key=lambda e: e.path)
+        return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors]
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(dict(doc), kube_version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        return [f"{path or '<root>'}: {exc.message}"]
+    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as exc:
+        return [f"no schema: {exc}"]
+    return []
+
+
+def resources_of(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, resource) for every resource in a manifest or scenario file, placeholders filled."""
+    with path.open() as stream:
+        docs = [d for d in yaml.safe_load_all(stream) if d is not None]
+    for index, doc in enumerate(docs):
+        if isinstance(doc, dict) and doc.get("kind") == "Scenario":
+            for number, entry in enumerate(doc.get("manifests") or []):
+                if isinstance(entry, dict) and "inline" in entry:
+                    yield f"manifests[{number}] (inline)", fill(entry["inline"])
+                elif isinstance(entry, dict) and "file" in entry:
+                    ref = next(
+                        (p for p in (path.parent / entry["file"], Path(entry["file"])) if p.is_file()), None
+                    )
+                    if ref is None:
+                        yield f"manifests[{number}]", {"__error__": f"file {entry['file']} not found"}
+                        continue
+                    for where, resource in resources_of(ref):
+                        yield f"manifests[{number}] {ref}: {where}", resource
+                else:
+                    yield f"manifests[{number}]", {"__error__": "expected {inline: ...} or {file: ...}"}
+        else:
+            yield f"document {index}", fill(doc)
+
+
+def describe(resource: Any) -> str:
+    if not isinstance(resource, dict):
+        return "?"
+    meta = resource.get("metadata") or {}
+    return f"{resource.get('kind', '?')}/{meta.get('name', '?')}"
+
+
+def validate_paths(paths: list[Path], kube_version: str) -> list[str]:
+    """One line per problem: ``file: where kind/name: error``."""
+    problems: list[str] = []
+    files = sorted(
+        {f for p in paths for f in ([p] if p.is_file() else [*p.rglob("*.yaml"), *p.rglob("*.yml")])}
+    )
+    for file in files:
+        try:
+            items = list(resources_of(file))
+        except yaml.YAMLError as exc:
+            problems.append(f"{file}: invalid YAML: {' '.join(str(exc).split())}")
+            continue
+        for where, resource in items:
+            if isinstance(resource, dict) and "__error__" in resource:
+                problems.append(f"{file}: {where}: {resource['__error__']}")
+                continue
+            if not isinstance(resource, dict):
+                problems.append(f"{file}: {where}: not a mapping")
+                continue
+            for error in validate_resource(resource, kube_version):
+                problems.append(f"{file}: {where} {describe(resource)}: {error}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m meshjwt.kube.validate", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("paths", nargs="*", type=Path)
+    parser.add_argument(
+        "--kubernetes-version", default=ISTIO_RELEASES[DEFAULT_ISTIO].node_version.lstrip("v")
+    )
+    args = parser.parse_args(argv)
+    paths = args.paths or [Path(p) for p in DEFAULT_PATHS if Path(p).exists()]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"validate: no such path: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    problems = validate_paths(paths, args.kubernetes_version)
+    for line in problems:
+        print(line, file=sys.stderr)
+    print(
+        f"validate: {len(problems)} problem(s) in {', '.join(map(str, paths))} "
+        f"(Kubernetes {args.kubernetes_version})"
+    )
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Sample workloads: ``manifests/workloads`` filled in, images mirrored, JWKS and TLS made per run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshjwt.errors import ConfigError
+
+PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
+#: deployment order: namespaces first, JWKS servers before anything that could use them.
+WORKLOAD_FILES = (
+    "namespaces.yaml",
+    "nginx-proxy.yaml",
+    "jwks-external.yaml",
+    "httpbin.yaml",
+    "sleep.yaml",
+    "bookinfo.yaml",
+    "bookinfo-gateway.yaml",
+)
+#: (namespace variable, deployment, injected) that must be ready before scenarios run.
+DEPLOYMENTS = (
+    ("NAMESPACE", "nginx-proxy", True),
+    ("EXTERNAL_NAMESPACE", "jwks-external", False),
+    ("NAMESPACE", "httpbin", True),
+    ("NAMESPACE", "sleep", True),
+    ("BOOKINFO_NAMESPACE", "details-v1", True),
+    ("BOOKINFO_NAMESPACE", "ratings-v1", True),
+    ("BOOKINFO_NAMESPACE", "reviews-v1", True),
+    ("BOOKINFO_NAMESPACE", "productpage-v1", True),
+)
+
+
+def manifests_dir() -> Path:
+    """``manifests/workloads`` of the source tree (or of the current directory)."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        candidate = root / "manifests" / "workloads"
+        if (candidate / "namespaces.yaml").is_file():
+            return candidate
+    raise ConfigError("manifests/workloads not found: run from the mesh-jwt-conformance checkout")
+
+
+def substitute(text: str, variables: Mapping[str, str], *, source: str = "manifest") -> str:
+    """Replace every ``${NAME}``; an unknown name is a ConfigError (never left in)."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in variables:
+            raise ConfigError(f"{source}: no value for ${{{name}}}")
+        return str(variables[name])
+
+    return PLACEHOLDER.sub(one, text)
+
+
+def rewrite_image(image: str, registry: str | None) -> str:
+    """Swap the registry host of a fully qualified image for a mirror (``None``: unchanged)."""
+    if not registry:
+        return image
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        image = rest
+    return f"{registry.rstrip('/')}/{image}"
+
+
+def _images(doc: dict[str, Any], registry: str | None) -> None:
+    spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+    for key in ("containers", "initContainers"):
+        for container in spec.get(key, []):
+            container["image"] = rewrite_image(container["image"], registry)
+
+
+def load(variables: Mapping[str, str], *, image_registry: str | None = None) -> list[dict[str, Any]]:
+    """All workload documents, in deployment order, placeholders filled and images mirrored."""
+    directory = manifests_dir()
+    docs: list[dict[str, Any]] = []
+    for name in WORKLOAD_FILES:
+        text = substitute((directory / name).read_text(), variables, source=name)
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                _images(doc, image_registry)
+                docs.append(doc)
+    return docs
+
+
+def jwks_configmaps(jwks_json: str, namespace: str, external_namespace: str) -> list[dict[str, Any]]:
+    """The run's JWKS for nginx-proxy and for the external endpoint."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": ns},
+            "data": {"jwks.json": jwks_json},
+        }
+        for name, ns in (("nginx-proxy-jwks", namespace), ("jwks-external-content", external_namespace))
+    ]
+
+
+def tls_secret(namespace: str, cert_pem: str, key_pem: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": "jwks-external-tls", "namespace": namespace},
+        "stringData": {"tls.crt": cert_pem, "tls.key": key_pem},
+    }
+
+
+def make_ca() -> tuple[str, str]:
+    """A fresh CA: (cert PEM, key PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meshjwt external JWKS CA")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def server_cert(ca_cert_pem: str, ca_key_pem: str, hosts: list[str]) -> tuple[str, str]:
+    """A serving cert for ``hosts`` signed by the CA: (cert PEM, key PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def corefile_with_rewrite(corefile: str, host: str, target: str) -> str:
+    """Add ``rewrite name exact host target`` to the ``.:53`` server block (idempotent)."""
+    line = f"rewrite name exact {host} {target}"
+    kept = [x for x in corefile.splitlines() if not x.strip().startswith(f"rewrite name exact {host} ")]
+    for index, text in enumerate(kept):
+        if text.strip().startswith(".:53") and text.rstrip().endswith("{"):
+            kept.insert(index + 1, f"    {line}")
+            return "\n".join(kept) + "\n"
+    raise ConfigError("CoreDNS Corefile has no '.:53 {' server block to add the external JWKS host to")

@@ -1,0 +1,198 @@
+"""Build the ConformanceReport document (plain dicts, ready for YAML) from a run's case results.
+
+Verdicts follow Gateway API conformance: unsupported cases are listed as such and never count as
+failures; the overall result is ``failure`` if anything failed, ``partial`` if nothing failed but
+something was unsupported or not run, else ``success``. Every free text is scrubbed of tokens and keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from meshjwt import __version__
+from meshjwt.scenarios.model import Expectation
+from meshjwt.scenarios.runner import CaseResult
+from meshjwt.targets.base import MeshInfo
+from meshjwt.tokens import mask
+
+API_VERSION = "meshjwt.conformance/v1alpha1"
+KIND = "ConformanceReport"
+#: verdicts of a case in the report; "error" (the case crashed) counts as failed
+COUNTED_AS = {"passed": "passed", "failed": "failed", "error": "failed", "unsupported": "skipped"}
+
+# a JWT (or something shaped like one), a Bearer credential, a JWK's secret members, long base64url runs
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+_BEARER = re.compile(r"(Bearer\s+)([^\s'\",}\]]{13,})")
+_JWK_SECRET = re.compile(r"""(["']?\b(?:k|d|p|q|dp|dq|qi|n|x|y)["']?\s*:\s*["'])([A-Za-z0-9_-]{13,})(["'])""")
+_LONG_B64 = re.compile(r"(?<![A-Za-z0-9_/+-])[A-Za-z0-9_-]{64,}(?![A-Za-z0-9_/+-])")
+
+
+def scrub(text: str) -> str:
+    """``text`` with every token-like or key-like string masked (first 6 and last 4 characters kept)."""
+    text = _JWT.sub(lambda m: mask(m.group(0)), text)
+    text = _BEARER.sub(lambda m: m.group(1) + mask(m.group(2)), text)
+    text = _JWK_SECRET.sub(lambda m: m.group(1) + mask(m.group(2)) + m.group(3), text)
+    return _LONG_B64.sub(lambda m: mask(m.group(0)), text)
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """Who ran the suite against what (Gateway API's ``implementation`` block); all optional."""
+
+    organization: str | None = None
+    project: str | None = None
+    url: str | None = None
+    version: str | None = None
+    contact: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"organization": self.organization, "project": self.project, "url": self.url,
+                "version": self.version, "contact": list(self.contact)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the report needs to know about the run besides the results."""
+
+    target: str
+    mesh: MeshInfo
+    timeouts: Mapping[str, float]
+    implementation: Implementation = field(default_factory=Implementation)
+    command: str = ""
+    date: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    interrupted: bool = False
+    collected: int | None = None  # scenario cases selected for the run (None: unknown)
+
+
+def verdict_of(result: CaseResult) -> str:
+    """The report verdict: the runner's, with a case left pending (it raised) reported as ``error``."""
+    return result.verdict if result.verdict in COUNTED_AS else "error"
+
+
+def overall(statistics: Mapping[str, int]) -> str:
+    """``failure`` | ``partial`` | ``success`` from counts of passed/failed/skipped/notRun."""
+    if statistics.get("failed", 0):
+        return "failure"
+    if statistics.get("skipped", 0) or statistics.get("notRun", 0):
+        return "partial"
+    return "success"
+
+
+def count(verdicts: Iterable[str]) -> dict[str, int]:
+    stats = {"passed": 0, "failed": 0, "skipped": 0}
+    for verdict in verdicts:
+        stats[COUNTED_AS.get(verdict, "failed")] += 1
+    return stats
+
+
+def expected_dict(expected: Expectation) -> dict[str, Any]:
+    """Status plus whichever body/header constraints and reason the expectation has."""
+    doc: dict[str, Any] = {"status": expected.status}
+    if expected.body is not None:
+        doc["body"] = scrub(expected.body)
+    if expected.body_contains is not None:
+        doc["bodyContains"] = scrub(expected.body_contains)
+    if expected.headers:
+        doc["headers"] = {k: scrub(v) for k, v in expected.headers.items()}
+    if expected.reason:
+        doc["reason"] = expected.reason
+    return doc
+
+
+def case_dict(result: CaseResult) -> dict[str, Any]:
+    """One case's evidence: request (token masked), expected, observed, verdict, attempts."""
+    outcome = result.outcome
+    doc: dict[str, Any] = {
+        "name": result.case.name,
+        "request": scrub(result.request),
+        "expected": expected_dict(result.expected),
+        "observed": scrub(result.observed),
+        "verdict": verdict_of(result),
+        "attempts": outcome.attempts if outcome else 0,
+        "seconds": round(outcome.seconds, 3) if outcome else 0.0,
+    }
+    if result.case.description:
+        doc["description"] = result.case.description
+    if result.case.features:
+        doc["features"] = list(result.case.features)
+    if result.detail and doc["verdict"] != "passed":
+        doc["detail"] = scrub(result.detail)
+    return doc
+
+
+def latest(results: Iterable[CaseResult], interrupted: bool) -> list[CaseResult]:
+    """One result per case id (the last one), in first-run order; a case cut short by Ctrl-C is dropped."""
+    by_id: dict[str, CaseResult] = {}
+    for result in results:
+        if interrupted and result.verdict == "pending":
+            continue
+        by_id.pop(result.case.id, None) if result.case.id not in by_id else None
+        by_id[result.case.id] = result
+    order = list(dict.fromkeys(r.case.id for r in results))
+    return [by_id[i] for i in order if i in by_id]
+
+
+def features(results: Sequence[CaseResult]) -> dict[str, list[str]]:
+    """Supported: needed by a case that ran. Unsupported: needed only by unsupported cases."""
+    ran = {f for r in results if verdict_of(r) != "unsupported" for f in r.features}
+    skipped = {f for r in results if verdict_of(r) == "unsupported" for f in r.features}
+    return {"supported": sorted(ran), "unsupported": sorted(skipped - ran)}
+
+
+def claims(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
+    """Per scenario (claim): id, section, source, features, result, statistics and its cases."""
+    grouped: dict[str, list[CaseResult]] = {}
+    for result in results:
+        grouped.setdefault(result.scenario.name, []).append(result)
+    out = []
+    for name, group in grouped.items():
+        scenario = group[0].scenario
+        stats = count(verdict_of(r) for r in group)
+        out.append({
+            "id": name,
+            "section": scenario.section,
+            "source": scenario.source,
+            "features": list(scenario.features),
+            "result": overall(stats),
+            "statistics": stats,
+            "cases": [case_dict(r) for r in group],
+        })  # fmt: skip
+    return out
+
+
+def build_report(results: Iterable[CaseResult], run: RunInfo) -> dict[str, Any]:
+    """The ConformanceReport document for ``results`` of the run described by ``run``."""
+    chosen = latest(list(results), run.interrupted)
+    stats = count(verdict_of(r) for r in chosen)
+    stats["notRun"] = max(0, (run.collected or 0) - len(chosen))
+    mesh = run.mesh
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "date": run.date.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "suiteVersion": __version__,
+        "target": run.target,
+        "mesh": {"flavor": mesh.flavor, "version": mesh.version, "jwksFetchMode": mesh.jwks_fetch_mode,
+                 "details": {k: scrub(str(v)) for k, v in mesh.details.items()}},  # fmt: skip
+        "implementation": run.implementation.as_dict(),
+        "timeouts": dict(run.timeouts),
+        "howToReproduce": scrub(run.command),
+        "interrupted": run.interrupted,
+        "result": overall(stats),
+        "statistics": stats,
+        "features": features(chosen),
+        "claims": claims(chosen),
+    }
+
+
+def summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per claim for the terminal table: claim, section, cases, passed, failed, unsupported."""
+    return [
+        {"claim": c["id"], "section": c["section"], "cases": len(c["cases"]), "passed": c["statistics"]["passed"],
+         "failed": c["statistics"]["failed"], "unsupported": c["statistics"]["skipped"]}
+        for c in report["claims"]
+    ]  # fmt: skip

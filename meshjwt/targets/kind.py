@@ -1,0 +1,254 @@
+"""``--target kind``: pinned kind cluster, Istio (profile demo), sample workloads, NodePort ingress."""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from meshjwt.errors import EnvironmentProblem
+from meshjwt.kube import binaries, plans, workloads
+from meshjwt.kube.docker import require_docker
+from meshjwt.kube.kubectl import Kubectl
+from meshjwt.kube.mesh import KubeMesh, log
+from meshjwt.kube.versions import KIND_VERSION, KUBECTL_VERSION, istio_release
+from meshjwt.settings import Settings
+from meshjwt.targets.base import MeshInfo
+
+EXTERNAL_JWKS_HOST = "jwks.meshjwt.test"
+STATE_CONFIGMAP = "meshjwt-state"
+CA_SECRET = "meshjwt-external-ca"
+
+
+class KindMesh(KubeMesh):
+    """Creates (or, with --keep-cluster, reuses) ``meshjwt-<minor>`` and deletes what it created."""
+
+    name = "kind"
+
+    def __init__(self, settings: Settings, jwks_json: str) -> None:
+        super().__init__(settings, jwks_json)
+        self.release = istio_release(self.extra.get("istio_version"))
+        self.cluster_name = (
+            self.extra.get("cluster_name") or f"meshjwt-{self.release.minor.replace('.', '-')}"
+        )
+        self.keep = bool(self.extra.get("keep_cluster"))
+        self.workdir = binaries.cache_dir() / "kind" / self.cluster_name
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.cluster = None
+        self.created = False
+        self.vars = {
+            "NAMESPACE": "foo",
+            "BOOKINFO_NAMESPACE": "default",
+            "ROOT_NAMESPACE": "istio-system",
+            "EXTERNAL_NAMESPACE": "jwks-external",
+            "EXTERNAL_JWKS_HOST": EXTERNAL_JWKS_HOST,
+        }
+        self.ingress_url = self.ingress_url or f"http://127.0.0.1:{plans.INGRESS_NODE_PORTS['http']}"
+
+    # --- plans (pure; unit-tested) -----------------------------------------------------------
+    def overlay(self, ca_pem: str | None = None) -> dict:
+        overlay = plans.istio_operator(self.fetch_mode, image_registry=self.extra.get("image_registry"))
+        if ca_pem:
+            overlay["spec"]["values"]["pilot"]["jwksResolverExtraRootCA"] = ca_pem
+        return overlay
+
+    def config_hash(self) -> str:
+        """What the cluster was made with: node image, kind, Istio patch, install overlay (CA excluded)."""
+        return plans.config_hash(
+            plans.kind_config(self.release.node_image, plans.INGRESS_NODE_PORTS),
+            KIND_VERSION,
+            self.release.patch,
+            self.overlay(),
+        )
+
+    def kind_config(self) -> dict:
+        return plans.kind_config(
+            self.release.node_image, plans.INGRESS_NODE_PORTS, config_label=self.config_hash()
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        require_docker()
+        started = time.monotonic()
+        kind = str(binaries.resolve("kind", KIND_VERSION, self.extra.get("kind_path")))
+        kubectl = str(binaries.resolve("kubectl", KUBECTL_VERSION, self.extra.get("kubectl_path")))
+        istioctl = str(binaries.resolve("istioctl", self.release.patch, self.extra.get("istioctl_path")))
+        self.phase("binaries", started)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data = Kubectl(kubectl, str(self.kubeconfig))
+        self._create_cluster(kind, kubectl)
+        self._install_istio(istioctl)
+        self._external_dns()
+        self.deploy_workloads(self._external_tls())
+
+    def _exists(self, kind: str) -> bool:
+        import subprocess
+
+        out = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise EnvironmentProblem(f"kind get clusters failed: {out.stderr.strip()[:200]}")
+        return self.cluster_name in out.stdout.split()
+
+    def _create_cluster(self, kind: str, kubectl: str) -> None:
+        import subprocess
+
+        from pytest_kind import KindCluster
+
+        started = time.monotonic()
+        expected = self.config_hash()
+        exists = self._exists(kind)
+        if exists and not self.keep:
+            raise EnvironmentProblem(
+                f"kind cluster {self.cluster_name} already exists: pass --keep-cluster to reuse it, or delete"
+                f" it with `kind delete cluster --name {self.cluster_name}`"
+            )
+        if exists:
+            subprocess.run(
+                [
+                    kind,
+                    "export",
+                    "kubeconfig",
+                    "--name",
+                    self.cluster_name,
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            assert self.data is not None
+            nodes = self.data.json(["get", "nodes"]).get("items", [])
+            found = {n["metadata"].get("labels", {}).get(plans.CONFIG_HASH_LABEL) for n in nodes}
+            if found != {expected}:
+                raise EnvironmentProblem(
+                    f"kind cluster {self.cluster_name} was made with another configuration (hash {found} ≠"
+                    f" {expected}): delete it with `kind delete cluster --name {self.cluster_name}`"
+                )
+            log(f"reusing kind cluster {self.cluster_name} (config {expected})")
+        config_file = self.workdir / "kind-config.yaml"
+        config_file.write_text(yaml.safe_dump(self.kind_config(), sort_keys=False))
+        self.cluster = KindCluster(
+            self.cluster_name, kubeconfig=self.kubeconfig, kind_path=Path(kind), kubectl_path=Path(kubectl)
+        )
+        self.created = not exists
+        if not exists:
+            log(f"creating kind cluster {self.cluster_name} ({self.release.node_image})")
+            self.cluster.create(config_file=config_file)
+        assert self.data is not None
+        self.data.run(["wait", "--for=condition=Ready", "node", "--all", "--timeout=180s"], timeout=200)
+        self.phase("create", started)
+
+    def _external_ca(self) -> tuple[str, str]:
+        """The cluster's external-JWKS CA, made once per cluster and kept in istio-system."""
+        assert self.data is not None
+        self.data.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}])
+        got = self.data.run(["get", "secret", CA_SECRET, "-n", "istio-system", "-o", "json"], check=False)
+        if got.returncode == 0:
+            data = yaml.safe_load(got.stdout)["data"]
+            return tuple(base64.b64decode(data[k]).decode() for k in ("ca.crt", "ca.key"))  # type: ignore[return-value]
+        cert, key = workloads.make_ca()
+        self.data.apply(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": CA_SECRET, "namespace": "istio-system"},
+                    "stringData": {"ca.crt": cert, "ca.key": key},
+                }
+            ]
+        )
+        return cert, key
+
+    def _install_istio(self, istioctl: str) -> None:
+        import subprocess
+
+        assert self.data is not None
+        started = time.monotonic()
+        expected = self.config_hash()
+        state = self.data.run(
+            ["get", "configmap", STATE_CONFIGMAP, "-n", "istio-system", "-o", "jsonpath={.data.hash}"],
+            check=False,
+        )
+        if state.returncode == 0 and state.stdout.strip() == expected:
+            log(f"Istio {self.release.patch} already installed")
+        else:
+            ca_cert, _ = self._external_ca()
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=self.workdir, delete=False) as overlay:
+                yaml.safe_dump(self.overlay(ca_cert), overlay, sort_keys=False)
+            args = plans.istioctl_install_args(
+                istioctl, overlay.name, str(self.kubeconfig), self.release, readiness_timeout=600
+            )
+            log(f"installing Istio {self.release.patch} (profile demo, JWKS fetch mode {self.fetch_mode})")
+            done = subprocess.run(args, capture_output=True, text=True, timeout=900)
+            Path(overlay.name).unlink(missing_ok=True)
+            if done.returncode != 0:
+                tail = " ".join((done.stderr or done.stdout).split())[-300:]
+                raise EnvironmentProblem(f"istioctl install failed: {tail}")
+            self.data.apply(
+                [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": STATE_CONFIGMAP, "namespace": "istio-system"},
+                        "data": {"hash": expected, "istio": self.release.patch},
+                    }
+                ]
+            )
+        for deployment in ("istiod", "istio-ingressgateway"):
+            self.wait_deployment("istio-system", deployment, injected=False, timeout=600)
+        self.phase("install", started)
+
+    def _external_dns(self) -> None:
+        """CoreDNS answers the external JWKS host with the jwks-external Service."""
+        assert self.data is not None
+        cm = self.data.json(["get", "configmap", "coredns", "-n", "kube-system"])
+        target = f"jwks-external.{self.vars['EXTERNAL_NAMESPACE']}.svc.cluster.local"
+        corefile = workloads.corefile_with_rewrite(cm["data"]["Corefile"], EXTERNAL_JWKS_HOST, target)
+        if corefile != cm["data"]["Corefile"]:
+            cm["data"]["Corefile"] = corefile
+            for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+                cm["metadata"].pop(key, None)
+            self.data.apply([cm])
+            self.data.run(["rollout", "restart", "-n", "kube-system", "deployment/coredns"])
+        self.wait_deployment("kube-system", "coredns", injected=False, timeout=180)
+
+    def _external_tls(self) -> tuple[str, str]:
+        ca_cert, ca_key = self._external_ca()
+        fqdn = f"jwks-external.{self.vars['EXTERNAL_NAMESPACE']}.svc.cluster.local"
+        return workloads.server_cert(ca_cert, ca_key, [EXTERNAL_JWKS_HOST, fqdn])
+
+    def stop(self) -> None:
+        self.report_timings()
+        if self.cluster is None:
+            return
+        cluster, self.cluster = self.cluster, None
+        if self.keep or not self.created:
+            try:
+                self.clear()
+            except EnvironmentProblem as exc:
+                log(f"could not clear scenario resources: {exc}")
+            log(f"kept kind cluster {self.cluster_name} (kubeconfig {self.kubeconfig})")
+            return
+        started = time.monotonic()
+        cluster.delete()
+        self.phase("delete", started)
+
+    def info(self) -> MeshInfo:
+        return MeshInfo(
+            target="kind",
+            flavor="istio",
+            version=self.release.patch,
+            jwks_fetch_mode=self.fetch_mode,
+            details={
+                "node_image": self.release.node_image,
+                "kind": KIND_VERSION,
+                "kubectl": KUBECTL_VERSION,
+                "cluster": self.cluster_name,
+                "config_hash": self.config_hash(),
+                **{f"phase_{k}_s": str(v) for k, v in self.timings.items()},
+            },
+        )

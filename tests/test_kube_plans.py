@@ -1,0 +1,235 @@
+"""Unit tests of the kind/Istio command plans, version table, readiness checks and workload rendering."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshjwt.errors import ConfigError
+from meshjwt.kube import plans, readiness, workloads
+from meshjwt.kube.options import KUBE_OPTIONS
+from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES, istio_release, kube_minor
+
+
+def test_version_table_is_digest_pinned_and_within_istio_support():
+    assert DEFAULT_ISTIO == "1.30"
+    for minor, release in ISTIO_RELEASES.items():
+        assert release.patch.startswith(minor + ".")
+        name, _, digest = release.node_image.partition("@sha256:")
+        assert name.startswith("kindest/node:v") and len(digest) == 64
+        low, high = (kube_minor(v) for v in release.kubernetes)
+        assert low <= kube_minor(release.node_version) <= high
+
+
+def test_istio_release_resolution():
+    assert istio_release(None).minor == DEFAULT_ISTIO
+    assert istio_release("1.29").patch == ISTIO_RELEASES["1.29"].patch
+    assert istio_release("1.29.7").patch == "1.29.7"
+    with pytest.raises(ConfigError, match="unsupported --istio-version"):
+        istio_release("1.12")
+
+
+def test_kind_config_maps_gateway_node_ports_on_localhost():
+    config = plans.kind_config(
+        ISTIO_RELEASES["1.30"].node_image, {"http": 8080, "https": 8443}, config_label="ab"
+    )
+    (node,) = config["nodes"]
+    assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4" and node["image"].count("@sha256:") == 1
+    assert node["extraPortMappings"] == [
+        {"containerPort": 31080, "hostPort": 8080, "listenAddress": "127.0.0.1", "protocol": "TCP"},
+        {"containerPort": 31443, "hostPort": 8443, "listenAddress": "127.0.0.1", "protocol": "TCP"},
+    ]
+    assert node["labels"] == {plans.CONFIG_HASH_LABEL: "ab"}
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a = plans.config_hash({"x": 1, "y": [1, 2]}, "1.30.3")
+    assert a == plans.config_hash({"y": [1, 2], "x": 1}, "1.30.3") and len(a) == 16
+    assert a != plans.config_hash({"x": 1, "y": [1, 2]}, "1.29.2")
+
+
+@pytest.mark.parametrize(("mode", "env"), [("istiod", "false"), ("hybrid", "true"), ("envoy", "envoy")])
+def test_istio_operator_overlay(mode, env):
+    overlay = plans.istio_operator(mode, image_registry="mirror.example/")
+    spec = overlay["spec"]
+    assert spec["profile"] == "demo"
+    assert spec["values"]["pilot"]["env"]["PILOT_JWT_ENABLE_REMOTE_JWKS"] == env
+    assert spec["values"]["global"]["hub"] == "mirror.example/istio"
+    ports = {p["name"]: p for p in spec["components"]["ingressGateways"][0]["k8s"]["service"]["ports"]}
+    assert ports["http2"] == {"name": "http2", "port": 80, "targetPort": 8080, "nodePort": 31080}
+    assert plans.fetch_mode_of(env) == mode
+    assert plans.fetch_mode_of(None) == "istiod"
+
+
+def test_istioctl_and_kubectl_command_lines():
+    args = plans.istioctl_install_args("istioctl", "/t/o.yaml", "/t/kc", ISTIO_RELEASES["1.30"], 600)
+    assert args[:5] == ["istioctl", "install", "-y", "-f", "/t/o.yaml"]
+    assert "--kubeconfig" in args and "600s" in args
+    base = plans.kubectl_base("kubectl", "/t/kc", "ctx")
+    assert base == ["kubectl", "--kubeconfig", "/t/kc", "--context", "ctx"]
+    assert plans.rollout_status_args(base, "foo", "httpbin", 90)[-3:] == [
+        "foo",
+        "deployment/httpbin",
+        "--timeout=90s",
+    ]
+
+
+def test_exec_curl_line_names_container_without_tty_and_keeps_path():
+    curl = plans.curl_args(
+        "http://httpbin.foo:8000/a/../b",
+        method="POST",
+        headers={"Authorization": "Bearer t", "X-Empty": ""},
+        timeout=7,
+    )
+    args = plans.exec_args(["kubectl"], "foo", "sleep-1", "sleep", curl)
+    assert args[:7] == ["kubectl", "exec", "-n", "foo", "sleep-1", "-c", "sleep"]
+    assert args[7] == "--" and "-t" not in args and "-i" not in args and "-it" not in args
+    assert "--path-as-is" in curl and curl[-1] == "http://httpbin.foo:8000/a/../b"
+    assert curl[curl.index("-X") : curl.index("-X") + 2] == ["-X", "POST"]
+    assert "Authorization: Bearer t" in curl and "X-Empty;" in curl and curl[curl.index("-m") + 1] == "7"
+
+
+def _dep(ready=1, generation=2, observed=2, replicas=1):
+    return {
+        "metadata": {"name": "d", "generation": generation},
+        "spec": {"replicas": 1},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "updatedReplicas": ready,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+        },
+    }
+
+
+def test_deployment_rollout_check():
+    assert readiness.deployment_rolled_out(_dep())[0]
+    assert not readiness.deployment_rolled_out(_dep(observed=1))[0]
+    assert not readiness.deployment_rolled_out(_dep(ready=0))[0]
+    assert not readiness.deployment_rolled_out(_dep(replicas=2))[0]
+
+
+def _pod(containers=("app", "istio-proxy"), ready=(True, True), phase="Running", native=False):
+    spec = {"containers": [{"name": c} for c in containers if not (native and c == "istio-proxy")]}
+    if native:
+        spec["initContainers"] = [{"name": "istio-init"}, {"name": "istio-proxy", "restartPolicy": "Always"}]
+    statuses = [{"name": c, "ready": r} for c, r in zip(containers, ready, strict=False)]
+    return {
+        "metadata": {"name": "p"},
+        "spec": spec,
+        "status": {"phase": phase, "containerStatuses": statuses},
+    }
+
+
+def test_pod_ready_means_2_of_2_with_sidecar():
+    assert readiness.pod_ready(_pod(), injected=True) == (True, "pod p: 2/2")
+    assert readiness.pod_ready(_pod(ready=(True, False)), injected=True)[1] == "pod p: 1/2 containers ready"
+    assert "no istio-proxy" in readiness.pod_ready(_pod(("app",), (True,)), injected=True)[1]
+    assert not readiness.pod_ready(_pod(), injected=False)[0]
+    assert not readiness.pod_ready(_pod(phase="Pending"), injected=True)[0]
+    assert readiness.pod_ready(_pod(native=True), injected=True)[0]  # native sidecar (init, Always)
+    assert not readiness.pods_ready([], injected=True)[0]
+
+
+def test_wait_for_times_out_with_last_reason():
+    ticks = iter(range(100))
+    with pytest.raises(Exception, match="foo/x not ready after 3s: still 1/2"):
+        readiness.wait_for(
+            lambda: (False, "still 1/2"),
+            timeout=3,
+            what="foo/x",
+            clock=lambda: next(ticks),
+            sleep=lambda _: None,
+        )
+
+
+def test_workloads_render_with_mirror_and_required_shapes():
+    variables = {
+        "NAMESPACE": "foo",
+        "BOOKINFO_NAMESPACE": "bi",
+        "EXTERNAL_NAMESPACE": "ext",
+        "INJECTION_LABEL_KEY": "istio-injection",
+        "INJECTION_LABEL_VALUE": "enabled",
+    }
+    docs = workloads.load(variables, image_registry="mirror.example:5000")
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    assert by[("Namespace", "foo")]["metadata"]["labels"] == {"istio-injection": "enabled"}
+    assert by[("Namespace", "ext")]["metadata"]["labels"] == {"istio-injection": "disabled"}
+    svc = by[("Service", "httpbin")]["spec"]["ports"][0]
+    assert (svc["port"], svc["targetPort"]) == (8000, 8080)
+    sleep = by[("Deployment", "sleep")]["spec"]["template"]["spec"]["containers"][0]
+    assert sleep["name"] == "sleep" and sleep["command"][-1] == "infinity"
+    for doc in docs:
+        for c in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            assert c["image"].startswith("mirror.example:5000/") and ":" in c["image"].split("/")[-1]
+    vs = by[("VirtualService", "bookinfo")]["spec"]["http"][0]["match"]
+    assert {tuple(m["uri"].items())[0] for m in vs} == {
+        ("exact", "/productpage"),
+        ("exact", "/login"),
+        ("exact", "/logout"),
+        ("prefix", "/static"),
+        ("prefix", "/api/v1/products"),
+    }
+    assert [d["kind"] for d in docs][:3] == ["Namespace"] * 3
+
+
+def test_substitute_refuses_unknown_placeholders():
+    with pytest.raises(ConfigError, match=r"no value for \$\{NOPE\}"):
+        workloads.substitute("a: ${NOPE}", {})
+
+
+def test_rewrite_image():
+    assert workloads.rewrite_image("docker.io/library/nginx:1", "m.example") == "m.example/library/nginx:1"
+    assert workloads.rewrite_image("curlimages/curl:8", "m.example/hub") == "m.example/hub/curlimages/curl:8"
+    assert workloads.rewrite_image("docker.io/x/y:1", None) == "docker.io/x/y:1"
+
+
+def test_corefile_rewrite_is_idempotent():
+    corefile = ".:53 {\n    errors\n    kubernetes cluster.local\n}\n"
+    once = workloads.corefile_with_rewrite(corefile, "jwks.meshjwt.test", "jwks-external.e.svc.cluster.local")
+    assert (
+        "    rewrite name exact jwks.meshjwt.test jwks-external.e.svc.cluster.local" in once.splitlines()[1]
+    )
+    assert (
+        workloads.corefile_with_rewrite(once, "jwks.meshjwt.test", "jwks-external.e.svc.cluster.local")
+        == once
+    )
+
+
+def test_tls_chain_for_external_endpoint():
+    from cryptography import x509
+
+    ca, key = workloads.make_ca()
+    cert, _ = workloads.server_cert(ca, key, ["jwks.meshjwt.test", "jwks-external.e.svc.cluster.local"])
+    parsed = x509.load_pem_x509_certificate(cert.encode())
+    parsed.verify_directly_issued_by(x509.load_pem_x509_certificate(ca.encode()))
+    sans = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == [
+        "jwks.meshjwt.test",
+        "jwks-external.e.svc.cluster.local",
+    ]
+
+
+def test_options_are_argparse_ready():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    for flag, kwargs in KUBE_OPTIONS:
+        parser.add_argument(flag, **kwargs)
+    ns = parser.parse_args(["--istio-version", "1.29", "--keep-cluster", "--context", "c"])
+    assert (ns.istio_version, ns.keep_cluster, ns.context, ns.kubeconfig) == ("1.29", True, "c", None)
+    dests = {kw["dest"] for _, kw in KUBE_OPTIONS}
+    assert {
+        "istio_version",
+        "keep_cluster",
+        "kind_path",
+        "kubectl_path",
+        "istioctl_path",
+        "image_registry",
+        "ingress_url",
+        "kubeconfig",
+        "context",
+        "control_plane_kubeconfig",
+        "namespace_prefix",
+        "keep_on_failure",
+    } <= dests

@@ -1,0 +1,181 @@
+"""The kind and cluster targets without a cluster: fast Docker check, errors, requests, apply bookkeeping."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import threading
+import time
+
+import pytest
+
+from meshjwt.errors import EnvironmentProblem, UnsupportedField
+from meshjwt.kube.docker import docker_engine_problem
+from meshjwt.settings import Settings, Timeouts
+from meshjwt.targets.base import Request
+
+JWKS = '{"keys": []}'
+
+
+def settings(target: str, **extra) -> Settings:
+    return Settings(target=target, timeouts=Timeouts(request=3.0), extra=extra)
+
+
+def test_kind_without_docker_fails_fast_with_one_line(tmp_path, monkeypatch):
+    if docker_engine_problem() is None:
+        pytest.skip("a Docker engine is available here: the no-Docker path cannot be exercised")
+    monkeypatch.setenv("MESHJWT_CACHE", str(tmp_path))
+    from meshjwt.targets.kind import KindMesh
+
+    mesh = KindMesh(settings("kind"), JWKS)
+    started = time.monotonic()
+    with pytest.raises(EnvironmentProblem) as raised:
+        mesh.start()
+    assert time.monotonic() - started < 5
+    message = str(raised.value)
+    assert "\n" not in message and "Docker" in message and "tox -e local" in message
+    mesh.stop()  # safe after a failed start
+    mesh.stop()
+    assert not list(tmp_path.rglob("kind"))  # nothing downloaded before the check
+
+
+def test_kind_plans_and_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHJWT_CACHE", str(tmp_path))
+    from meshjwt.targets.kind import KindMesh
+
+    mesh = KindMesh(settings("kind", istio_version="1.29"), JWKS)
+    assert mesh.cluster_name == "meshjwt-1-29" and mesh.ingress_url == "http://127.0.0.1:31080"
+    assert mesh.kind_config()["nodes"][0]["labels"]["meshjwt.io/config-hash"] == mesh.config_hash()
+    other = KindMesh(Settings(target="kind", jwks_fetch_mode="envoy", extra={"istio_version": "1.29"}), JWKS)
+    assert other.config_hash() != mesh.config_hash()  # another install config → another cluster
+    assert "jwksResolverExtraRootCA" not in str(mesh.overlay())
+    assert mesh.overlay("PEM")["spec"]["values"]["pilot"]["jwksResolverExtraRootCA"] == "PEM"
+    variables = mesh.variables()
+    assert variables["NAMESPACE"] == "foo" and variables["JWKS"] == JWKS and "ISSUER" not in variables
+    assert variables["EXTERNAL_JWKS_HOST"] == "jwks.meshjwt.test"
+    assert mesh.info().version == "1.29.2"
+
+
+class FakeKubectl:
+    """Records apply/delete calls instead of running kubectl."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, object]] = []
+
+    def apply(self, docs, *, timeout=60.0):
+        self.calls.append(
+            ("apply", [(d["kind"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in docs])
+        )
+
+    def delete(self, ref, *, timeout=60.0, wait=False):
+        self.calls.append(("delete", repr(ref)))
+
+
+def ra(name: str) -> dict:
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "RequestAuthentication",
+        "metadata": {"name": name},
+        "spec": {},
+    }
+
+
+def test_apply_replaces_previous_scenario_and_clear_removes_all():
+    from meshjwt.targets.cluster import ClusterMesh
+
+    mesh = ClusterMesh(settings("cluster", namespace_prefix="t1"), JWKS)
+    fake = FakeKubectl()
+    mesh.data = mesh.control = fake  # type: ignore[assignment]
+    mesh.apply([ra("a"), ra("b")])
+    mesh.apply([ra("b"), ra("c")])
+    assert fake.calls[0] == (
+        "apply",
+        [("RequestAuthentication", "a", "t1-foo"), ("RequestAuthentication", "b", "t1-foo")],
+    )
+    assert fake.calls[1] == ("delete", "requestauthentication.security.istio.io/t1-foo/a")
+    mesh.clear()
+    assert {c[1] for c in fake.calls[3:]} == {
+        "requestauthentication.security.istio.io/t1-foo/b",
+        "requestauthentication.security.istio.io/t1-foo/c",
+    }
+    with pytest.raises(UnsupportedField, match="PILOT_JWT_ENABLE_REMOTE_JWKS=envoy"):
+        mesh.apply([ra("a")], jwks_fetch_mode="envoy")
+
+
+def test_cluster_namespaces_are_prefixed():
+    from meshjwt.targets.cluster import ClusterMesh
+
+    mesh = ClusterMesh(settings("cluster", namespace_prefix="ci-42"), JWKS)
+    v = mesh.variables()
+    assert (v["NAMESPACE"], v["BOOKINFO_NAMESPACE"]) == ("ci-42-foo", "ci-42-bookinfo")
+    auto = ClusterMesh(settings("cluster"), JWKS).variables()["NAMESPACE"]
+    assert (
+        auto.startswith("mjwt-") and auto != ClusterMesh(settings("cluster"), JWKS).variables()["NAMESPACE"]
+    )
+
+
+def test_cluster_unreachable_is_one_line_within_seconds(tmp_path):
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("no kubectl on this machine (the target would download the pinned one)")
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: x}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "current-context: x\n"
+    )
+    from meshjwt.targets.cluster import ClusterMesh
+
+    mesh = ClusterMesh(settings("cluster", kubeconfig=str(config), kubectl_path=kubectl), JWKS)
+    started = time.monotonic()
+    with pytest.raises(EnvironmentProblem, match="cannot reach the cluster") as raised:
+        mesh.start()
+    assert time.monotonic() - started < 15 and "\n" not in str(raised.value)
+    mesh.stop()
+
+
+@pytest.fixture
+def echo_server():
+    seen: list[tuple[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append((self.path, self.headers.get("Host", "")))
+            body = b"no healthy upstream"
+            self.send_response(404)
+            self.send_header("X-Thing", "a")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+def test_ingress_request_sends_path_verbatim(echo_server):
+    from meshjwt.targets.cluster import ClusterMesh
+
+    url, seen = echo_server
+    mesh = ClusterMesh(settings("cluster", ingress_url=url), JWKS)
+    response = mesh.request(
+        Request(
+            client="ingress", path="/productpage/../api/v1/products/0", headers={"Authorization": "Bearer x"}
+        )
+    )
+    assert seen == [("/productpage/../api/v1/products/0", url.removeprefix("http://"))]
+    assert (response.status, response.headers["x-thing"], response.body) == (404, "a", "no healthy upstream")
+    mesh.request(Request(client="ingress", path="/%2e%2e/x", host="bookinfo.example"))
+    assert seen[-1] == ("/%2e%2e/x", "bookinfo.example")
+
+
+def test_ingress_connection_failure_is_status_0():
+    from meshjwt.targets.cluster import ClusterMesh
+
+    mesh = ClusterMesh(settings("cluster", ingress_url="http://127.0.0.1:9"), JWKS)
+    response = mesh.request(Request(client="ingress", path="/productpage"))
+    assert response.status == 0 and "failed" in response.error
