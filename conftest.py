@@ -1,3 +1,3 @@
 """The suite's pytest configuration: everything lives in the ``fixtures`` plugins."""
 
-pytest_plugins = ["fixtures.options", "fixtures.mesh", "fixtures.scenarios"]
+pytest_plugins = ["fixtures.options", "fixtures.mesh", "fixtures.scenarios", "fixtures.report"]

@@ -20,3 +20,8 @@ class UnsupportedField(MeshJwtError):
 
 class EnvironmentProblem(MeshJwtError):
     """Something missing on the machine: Docker, a binary, a free port, a reachable cluster."""
+
+
+class TargetCannot(MeshJwtError):
+    """The target cannot provide what a scenario needs (e.g. another JWKS fetch mode on a running mesh):
+    the scenario is reported unsupported, never failed."""

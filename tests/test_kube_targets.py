@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from meshjwt.errors import EnvironmentProblem, UnsupportedField
+from meshjwt.errors import EnvironmentProblem, TargetCannot
 from meshjwt.kube.docker import docker_engine_problem
 from meshjwt.settings import Settings, Timeouts
 from meshjwt.targets.base import Request
@@ -98,7 +98,7 @@ def test_apply_replaces_previous_scenario_and_clear_removes_all():
         "requestauthentication.security.istio.io/t1-foo/b",
         "requestauthentication.security.istio.io/t1-foo/c",
     }
-    with pytest.raises(UnsupportedField, match="PILOT_JWT_ENABLE_REMOTE_JWKS=envoy"):
+    with pytest.raises(TargetCannot, match="PILOT_JWT_ENABLE_REMOTE_JWKS=envoy"):
         mesh.apply([ra("a")], jwks_fetch_mode="envoy")
 
 

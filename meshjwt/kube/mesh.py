@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from meshjwt.errors import EnvironmentProblem, UnsupportedField
+from meshjwt.errors import EnvironmentProblem, TargetCannot
 from meshjwt.kube import readiness, workloads
 from meshjwt.kube.curl import CurlResult, parse
 from meshjwt.kube.kubectl import Kubectl, ResourceRef, first_line
@@ -117,7 +117,7 @@ class KubeMesh(Mesh):
 
     def apply(self, resources: Sequence[Mapping[str, Any]], *, jwks_fetch_mode: str | None = None) -> None:
         if jwks_fetch_mode and jwks_fetch_mode != self.fetch_mode:
-            raise UnsupportedField(
+            raise TargetCannot(
                 f"scenario needs PILOT_JWT_ENABLE_REMOTE_JWKS={jwks_fetch_mode}, istiod runs in"
                 f" {self.fetch_mode} mode"
             )

@@ -25,8 +25,8 @@ KIND = "ConformanceReport"
 COUNTED_AS = {"passed": "passed", "failed": "failed", "error": "failed", "unsupported": "skipped"}
 
 # a JWT (or something shaped like one), a Bearer credential, a JWK's secret members, long base64url runs
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
-_BEARER = re.compile(r"(Bearer\s+)([^\s'\",}\]]{13,})")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}")  # also a truncated one
+_BEARER = re.compile(r"(Bearer\s+)([^\s'\",}\]]{13,})", re.IGNORECASE)
 _JWK_SECRET = re.compile(r"""(["']?\b(?:k|d|p|q|dp|dq|qi|n|x|y)["']?\s*:\s*["'])([A-Za-z0-9_-]{13,})(["'])""")
 _LONG_B64 = re.compile(r"(?<![A-Za-z0-9_/+-])[A-Za-z0-9_-]{64,}(?![A-Za-z0-9_/+-])")
 
@@ -128,12 +128,9 @@ def latest(results: Iterable[CaseResult], interrupted: bool) -> list[CaseResult]
     """One result per case id (the last one), in first-run order; a case cut short by Ctrl-C is dropped."""
     by_id: dict[str, CaseResult] = {}
     for result in results:
-        if interrupted and result.verdict == "pending":
-            continue
-        by_id.pop(result.case.id, None) if result.case.id not in by_id else None
-        by_id[result.case.id] = result
-    order = list(dict.fromkeys(r.case.id for r in results))
-    return [by_id[i] for i in order if i in by_id]
+        if not (interrupted and result.verdict == "pending"):
+            by_id[result.case.id] = result  # a re-run replaces the earlier result, keeping its place
+    return list(by_id.values())
 
 
 def features(results: Sequence[CaseResult]) -> dict[str, list[str]]:

@@ -7,7 +7,7 @@ import urllib.parse
 from dataclasses import dataclass, field, replace
 
 from meshjwt.converge import Outcome, converge
-from meshjwt.errors import UnsupportedField
+from meshjwt.errors import TargetCannot, UnsupportedField
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, Request, Response
@@ -27,7 +27,7 @@ class CaseResult:
     request: str
     expected: Expectation
     outcome: Outcome | None = None
-    verdict: str = "pending"  # passed | failed | unsupported | error
+    verdict: str = "pending"  # passed | failed | unsupported | error (input the target cannot translate)
     detail: str = ""
 
     @property
@@ -70,9 +70,11 @@ class ScenarioRunner:
             self.current = None
         try:
             self.mesh.apply(resources, jwks_fetch_mode=scenario.jwks_fetch_mode)
-        except UnsupportedField as exc:
+        except TargetCannot as exc:
             self._unsupported[scenario.name] = str(exc)
             raise Unsupported(str(exc)) from None
+        except UnsupportedField as exc:
+            raise UnsupportedField(f"scenario {scenario.name} ({scenario.source}): {exc}") from None
         self.apply_seconds.append(time.perf_counter() - started)
         self.current = scenario.name
 
@@ -120,6 +122,9 @@ class ScenarioRunner:
             self.ensure(scenario)
         except Unsupported as exc:
             result.verdict, result.detail = "unsupported", str(exc)
+            raise
+        except UnsupportedField as exc:
+            result.verdict, result.detail = "error", str(exc)
             raise
 
         def check(response: Response) -> str | None:

@@ -75,7 +75,8 @@ class Mesh(abc.ABC):
         """Make exactly these Istio resources the scenario's configuration (replacing the previous set).
 
         ``jwks_fetch_mode`` asks for a control-plane JWKS mode; a target that cannot switch raises
-        :class:`meshjwt.errors.UnsupportedField`.
+        :class:`meshjwt.errors.TargetCannot` (the scenario is then reported unsupported). A resource the
+        target cannot translate raises :class:`meshjwt.errors.UnsupportedField` (an error naming the field).
         """
 
     @abc.abstractmethod

@@ -42,7 +42,6 @@ def _tls_for(host: str, port: int, rules: Sequence[Mapping[str, Any]]) -> Mappin
         if spec.get("host") != host:
             continue
         policy = spec.get("trafficPolicy") or {}
-        _check(dr, {"tls", "portLevelSettings"}, "spec.trafficPolicy", policy)
         for level in policy.get("portLevelSettings") or []:
             _check(dr, {"port", "tls"}, "spec.trafficPolicy.portLevelSettings[]", level)
             if (level.get("port") or {}).get("number") == port and "tls" in level:
@@ -82,8 +81,14 @@ def service_entry_clusters(
     ca_file: str,
 ) -> list[dict[str, Any]]:
     """One cluster per ServiceEntry host and port, with TLS origination when a DestinationRule asks."""
-    for dr in destination_rules:
-        _check(dr, DR_FIELDS, "spec", dr.get("spec") or {})
+    for dr in destination_rules:  # every DestinationRule is checked, whether a ServiceEntry uses it or not
+        spec = dr.get("spec") or {}
+        _check(dr, DR_FIELDS, "spec", spec)
+        policy = spec.get("trafficPolicy") or {}
+        _check(dr, {"tls", "portLevelSettings"}, "spec.trafficPolicy", policy)
+        for tls in [policy.get("tls"), *((level or {}).get("tls") for level in policy.get("portLevelSettings") or [])]:
+            if tls:
+                _check(dr, TLS_FIELDS, "spec.trafficPolicy.tls", tls)
     clusters: list[dict[str, Any]] = []
     for se in service_entries:
         spec = se.get("spec") or {}
@@ -95,7 +100,6 @@ def service_entry_clusters(
                 cluster = static_cluster(cluster_name(host, port), world.resolve(host, port, "istio-system"))
                 tls = _tls_for(host, port, destination_rules)
                 if tls:
-                    _check(se, TLS_FIELDS, "DestinationRule tls", tls)
                     socket = _transport_socket(resource_id(se), host, tls, ca_file)
                     if socket:
                         cluster["transportSocket"] = socket

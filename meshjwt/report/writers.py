@@ -1,0 +1,122 @@
+"""Write a ConformanceReport document as YAML and as a self-contained HTML page (atomically)."""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;font-size:.9em}
+th{background:#f3f3f3} td.num{text-align:right} code{font-size:.85em;word-break:break-all}
+.success,.passed{color:#176f2c;font-weight:bold} .failure,.failed,.error{color:#b00020;font-weight:bold}
+.partial,.unsupported{color:#8a6100;font-weight:bold} summary{cursor:pointer;margin:.3em 0}
+"""
+
+
+def _write_atomically(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def to_yaml(report: Mapping[str, Any]) -> str:
+    return yaml.dump(dict(report), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+def write_yaml(report: Mapping[str, Any], path: Path) -> Path:
+    """Write the report as YAML (UTF-8); return the path."""
+    return _write_atomically(path, to_yaml(report))
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _badge(word: str) -> str:
+    return f'<span class="{_e(word)}">{_e(word)}</span>'
+
+
+def _expected(expected: Mapping[str, Any]) -> str:
+    parts = [str(expected["status"])]
+    if "body" in expected:
+        parts.append(f"body = {expected['body']!r}")
+    if "bodyContains" in expected:
+        parts.append(f"body ∋ {expected['bodyContains']!r}")
+    parts += [f"{k} ∋ {v!r}" for k, v in expected.get("headers", {}).items()]
+    text = _e(", ".join(parts))
+    return text + (f"<br><small>{_e(expected['reason'])}</small>" if expected.get("reason") else "")
+
+
+def _meta(report: Mapping[str, Any]) -> str:
+    mesh, impl = report["mesh"], report["implementation"]
+    rows = [
+        ("Result", _badge(report["result"]) + (" (interrupted)" if report.get("interrupted") else "")),
+        ("Date", _e(report["date"])), ("Suite version", _e(report["suiteVersion"])), ("Target", _e(report["target"])),
+        ("Mesh", _e(f"{mesh['flavor']} {mesh['version']}, JWKS fetch mode {mesh['jwksFetchMode']}")),
+        *[(f"Mesh {k}", _e(v)) for k, v in mesh.get("details", {}).items()],
+        *[(f"Implementation {k}", _e(", ".join(v) if isinstance(v, list) else v)) for k, v in impl.items() if v],
+        ("Timeouts", _e(", ".join(f"{k}={v:g}" for k, v in report["timeouts"].items()))),
+        ("Statistics", _e(", ".join(f"{k} {v}" for k, v in report["statistics"].items()))),
+        ("Supported features", _e(", ".join(report["features"]["supported"]) or "-")),
+        ("Unsupported features", _e(", ".join(report["features"]["unsupported"]) or "-")),
+        ("How to reproduce", f"<code>{_e(report['howToReproduce'])}</code>"),
+    ]  # fmt: skip
+    return "<table class=\"meta\">" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _summary(report: Mapping[str, Any]) -> str:
+    head = "<tr><th>Claim</th><th>Section</th><th>Cases</th><th>Passed</th><th>Failed</th><th>Unsupported</th>" \
+           "<th>Result</th></tr>"  # fmt: skip
+    rows = "".join(
+        f'<tr><td><a href="#{_e(c["id"])}">{_e(c["id"])}</a></td><td>{_e(c["section"])}</td>'
+        f'<td class="num">{len(c["cases"])}</td><td class="num">{c["statistics"]["passed"]}</td>'
+        f'<td class="num">{c["statistics"]["failed"]}</td><td class="num">{c["statistics"]["skipped"]}</td>'
+        f"<td>{_badge(c['result'])}</td></tr>"
+        for c in report["claims"]
+    )
+    return f'<table class="summary">{head}{rows}</table>'
+
+
+def _claim(claim: Mapping[str, Any]) -> str:
+    head = "<tr><th>Case</th><th>Request</th><th>Expected</th><th>Observed</th><th>Verdict</th><th>Attempts</th></tr>"
+    rows = "".join(
+        f"<tr><td>{_e(c['name'])}{'<br><small>' + _e(c['description']) + '</small>' if c.get('description') else ''}"
+        f"</td><td><code>{_e(c['request'])}</code></td><td>{_expected(c['expected'])}</td>"
+        f"<td><code>{_e(c['observed'])}</code>{'<br><small>' + _e(c['detail']) + '</small>' if c.get('detail') else ''}"
+        f"</td><td>{_badge(c['verdict'])}</td><td class=\"num\">{c['attempts']}</td></tr>"
+        for c in claim["cases"]
+    )
+    is_open = " open" if claim["result"] == "failure" else ""
+    return (
+        f'<details id="{_e(claim["id"])}"{is_open}><summary><b>{_e(claim["id"])}</b> — {_e(claim["section"])} '
+        f"({_badge(claim['result'])})</summary><p>Features: {_e(', '.join(claim['features']))}; "
+        f"source: <code>{_e(claim['source'])}</code></p><table class=\"cases\">{head}{rows}</table></details>"
+    )
+
+
+def to_html(report: Mapping[str, Any]) -> str:
+    """A single HTML page (inline CSS, no scripts or external resources)."""
+    title = f"JWT conformance report: {report['target']} — {report['result']}"
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
+        f"<p><code>{_e(report['apiVersion'])}</code> {_e(report['kind'])}</p>{_meta(report)}"
+        f"<h2>Claims</h2>{_summary(report)}<h2>Cases</h2>{''.join(_claim(c) for c in report['claims'])}"
+        "</body></html>\n"
+    )
+
+
+def write_html(report: Mapping[str, Any], path: Path) -> Path:
+    """Write the report as a self-contained HTML page; return the path."""
+    return _write_atomically(path, to_html(report))

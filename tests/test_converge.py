@@ -1,0 +1,46 @@
+"""Convergence: N consecutive agreements within a named timeout; any mismatch resets the count."""
+
+from meshjwt.converge import converge
+from meshjwt.settings import Timeouts
+from meshjwt.targets.base import Response
+
+FAST = Timeouts(converge=0.5, poll_interval=0.001, consecutive=3)
+
+
+def sequence(*statuses: int):
+    answers = list(statuses)
+
+    def send() -> Response:
+        return Response(answers.pop(0) if len(answers) > 1 else answers[0])
+
+    return send
+
+
+def expect(status: int):
+    return lambda r: None if r.status == status else f"status {r.status} != expected {status}"
+
+
+def test_passes_after_stale_answers_once_three_agree():
+    outcome = converge(sequence(200, 200, 403, 403, 403), expect(403), FAST)
+    assert outcome.passed and outcome.attempts == 5 and outcome.history == ["status 200 != expected 403"]
+
+
+def test_a_flapping_answer_resets_the_count_and_fails_at_the_timeout():
+    flips = iter([403, 403, 200] * 10_000)
+    outcome = converge(lambda: Response(next(flips)), expect(403), FAST)
+    assert not outcome.passed
+    assert outcome.last.status == 200 and outcome.attempts >= 3
+    assert 0.5 <= outcome.seconds < 2
+    assert "status 200 != expected 403" in outcome.problem
+
+
+def test_connection_failures_are_reported_not_counted_as_status():
+    outcome = converge(lambda: Response(0, error="connection refused"), expect(200),
+                       Timeouts(converge=0.05, poll_interval=0.01))  # fmt: skip
+    assert not outcome.passed and outcome.last.summary() == "no response (connection refused)"
+
+
+def test_timeouts_for_target_apply_overrides():
+    local = Timeouts.for_target("local", {"converge": 12, "consecutive": None})
+    assert local.converge == 12.0 and local.consecutive == 3 and local.poll_interval < 0.01
+    assert Timeouts.for_target("kind").converge == 30.0

@@ -1,0 +1,152 @@
+"""The local reference mesh on a real Envoy: behaviours beyond the FAQ scenarios, refusals, start failures."""
+
+import json
+import socket
+
+import pytest
+
+from meshjwt.errors import EnvironmentProblem, UnsupportedField
+from meshjwt.keys import KeySet
+from meshjwt.localmesh.ports import is_listening
+from meshjwt.settings import Settings, Timeouts
+from meshjwt.targets.base import Request
+from meshjwt.targets.local import LocalMesh
+from meshjwt.tokens import TokenFactory
+
+SETTINGS = Settings(timeouts=Timeouts.for_target("local"))
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return KeySet(("RS256", "ES256"))
+
+
+@pytest.fixture(scope="module")
+def mesh(keys):
+    instance = LocalMesh(SETTINGS, keys.jwks_json())
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(keys):
+    return TokenFactory(keys)
+
+
+def ra(name, rule, namespace="foo", selector=None):
+    spec = {"selector": {"matchLabels": selector or {"app": "httpbin"}}, "jwtRules": [rule]}
+    return {"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}  # fmt: skip
+
+
+def get(mesh, token=None, **kwargs):
+    headers = dict(kwargs.pop("headers", {}))
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return mesh.request(Request(headers=headers, **kwargs))
+
+
+def test_two_issuers_each_accepted_and_invalid_tokens_refused(mesh, keys):
+    jwks = keys.jwks_json()
+    mesh.apply([ra("a", {"issuer": "issuer-a", "jwks": jwks}), ra("b", {"issuer": "issuer-b", "jwks": jwks})])
+    a, b = TokenFactory(keys, "issuer-a"), TokenFactory(keys, "issuer-b")
+    assert get(mesh, a.valid()).status == 200
+    assert get(mesh, b.valid("ES256")).status == 200
+    assert get(mesh).status == 200
+    refused = get(mesh, b.expired())
+    assert (refused.status, refused.body) == (401, "Jwt is expired")
+    assert get(mesh, TokenFactory(keys, "issuer-c").valid()).body == "Jwt issuer is not configured"
+
+
+def test_token_header_is_removed_unless_forwarded_and_claims_become_headers(mesh, keys, tokens):
+    rule = {"issuer": tokens.issuer, "jwks": keys.jwks_json(), "outputClaimToHeaders": [{"header": "x-jwt-foo",
+            "claim": "foo"}]}  # fmt: skip
+    mesh.apply([ra("a", rule)])
+    seen = json.loads(get(mesh, tokens.valid(claims={"foo": "bar"})).body)["headers"]
+    assert "Authorization" not in seen, "the token header goes no further than the sidecar by default"
+    assert seen["X-Jwt-Foo"] in ("bar", ["bar"])
+    mesh.apply([ra("a", {**rule, "forwardOriginalToken": True})])
+    assert "Authorization" in json.loads(get(mesh, tokens.valid()).body)["headers"]
+
+
+def test_cors_preflight_skips_jwt_even_with_an_expired_token(mesh, keys, tokens):
+    mesh.apply([ra("a", {"issuer": tokens.issuer, "jwks": keys.jwks_json()})])
+    preflight = {"Origin": "http://example.com", "Access-Control-Request-Method": "GET"}
+    assert get(mesh, tokens.expired(), method="OPTIONS", headers=preflight).status != 401
+    assert get(mesh, tokens.expired(), method="OPTIONS").status == 401
+
+
+def test_custom_token_location(mesh, keys, tokens):
+    rule = {"issuer": tokens.issuer, "jwks": keys.jwks_json(), "fromHeaders": [{"name": "x-jwt", "prefix": "Tok "}]}
+    mesh.apply([ra("a", rule)])
+    assert get(mesh, headers={"x-jwt": f"Tok {tokens.expired()}"}).status == 401
+    assert get(mesh, headers={"x-jwt": f"Tok {tokens.valid()}"}).status == 200
+    assert get(mesh, tokens.expired()).status == 200, "Authorization is no longer a token location"
+
+
+def test_unreachable_jwks_uri_in_istiod_mode_refuses_every_token(mesh, tokens):
+    mesh.apply([ra("a", {"issuer": tokens.issuer, "jwksUri": "http://nowhere.invalid/jwks"})])
+    assert (get(mesh, tokens.valid()).status, get(mesh).status) == (401, 200)
+    assert any("could not fetch" in note for note in mesh.last.notes)
+
+
+def test_gateway_policy_does_not_touch_the_sidecar(mesh, keys, tokens):
+    gateway_ra = ra("gw", {"issuer": tokens.issuer, "jwks": keys.jwks_json()}, "istio-system",
+                    {"app": "istio-ingressgateway"})  # fmt: skip
+    mesh.apply([gateway_ra])
+    assert get(mesh, tokens.expired()).status == 200
+    assert get(mesh, tokens.expired(), client="ingress", path="/productpage").status == 401
+
+
+@pytest.mark.parametrize(
+    ("resource", "message"),
+    [
+        ({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "p"}},
+         "the local mesh models only"),
+        ({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "p",
+          "namespace": "foo"}, "spec": {"rules": [{"from": [{"source": {"principals": ["x"]}}]}]}},
+         "source.principals is not supported"),
+        ({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "p",
+          "namespace": "foo"}, "spec": {"selector": {"matchLabels": {"app": "sleep"}}}},
+         "runs without a proxy"),
+        ({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "d",
+          "namespace": "foo"}, "spec": {"host": "h", "trafficPolicy": {"loadBalancer": {}}}},
+         "spec.trafficPolicy.loadBalancer is not supported"),
+    ],
+)  # fmt: skip
+def test_unsupported_input_is_refused_naming_it_and_keeps_the_previous_config(mesh, tokens, keys, resource, message):
+    mesh.apply([ra("a", {"issuer": tokens.issuer, "jwks": keys.jwks_json()})])
+    with pytest.raises(UnsupportedField, match=message) as error:
+        mesh.apply([resource])
+    assert "\n" not in str(error.value)
+    assert get(mesh, tokens.expired()).status == 401, "a refused apply leaves the previous configuration"
+
+
+def test_port_in_use_is_one_line_and_nothing_is_left(keys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        mesh = LocalMesh(Settings(extra={"local_gateway_port": port}), keys.jwks_json())
+        with pytest.raises(EnvironmentProblem, match=f"port 127.0.0.1:{port} for the local gateway listener"):
+            mesh.start()
+    assert mesh.envoy is None and mesh.workloads is None
+
+
+def test_missing_envoy_binary_is_one_line(keys):
+    mesh = LocalMesh(Settings(extra={"envoy_path": "/nonexistent/envoy"}), keys.jwks_json())
+    with pytest.raises(EnvironmentProblem, match="envoy binary '/nonexistent/envoy' does not exist"):
+        mesh.start()
+
+
+def test_stop_releases_processes_and_ports(keys):
+    mesh = LocalMesh(SETTINGS, keys.jwks_json())
+    mesh.start()
+    envoy, workloads = mesh.envoy.proc, mesh.workloads
+    ports = [p for name, p in mesh.ports.items()]
+    assert all(is_listening(p) for p in ports)
+    mesh.stop()
+    mesh.stop()  # idempotent
+    assert envoy.poll() is not None and workloads.poll() is not None
+    assert not any(is_listening(p) for p in ports)

@@ -1,0 +1,179 @@
+"""Whole runs in a subprocess: nothing is left running after a pass, a failure, Ctrl-C or even SIGKILL,
+and bad input ends the run with one line naming the cause and a non-zero exit."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from meshjwt.localmesh.ports import free_port, is_listening
+
+ROOT = Path(__file__).resolve().parents[1]
+FAILING = """\
+apiVersion: meshjwt.conformance/v1alpha1
+kind: Scenario
+name: never-matches
+section: a case whose expectation cannot hold
+cases:
+  - {name: impossible, token: none, expect: {status: 299}}
+"""
+UNSUPPORTED = """\
+apiVersion: meshjwt.conformance/v1alpha1
+kind: Scenario
+name: uses-principals
+section: an mTLS principal the local mesh cannot model
+manifests:
+  - inline:
+      apiVersion: security.istio.io/v1
+      kind: AuthorizationPolicy
+      metadata: {name: by-principal, namespace: foo}
+      spec:
+        rules: [{from: [{source: {principals: ["cluster.local/ns/foo/sa/sleep"]}}]}]
+cases:
+  - {name: any, token: none, expect: {status: 200}}
+"""
+
+
+def processes_mentioning(marker: str) -> list[str]:
+    """Command lines of live processes that mention ``marker`` (our runs put it in every child's argv)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z" and int(pid) != os.getpid():
+            found.append(cmdline)
+    return found
+
+
+class Run:
+    """A pytest run of the suites in a subprocess, with a private TMPDIR and fixed listener ports."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.tmp = tmp_path / "run-tmp"
+        self.tmp.mkdir()
+        self.ports = [free_port(), free_port()]
+        self.argv = [sys.executable, "-m", "pytest", "suites", "-q", "--reports-dir", str(tmp_path / "reports"),
+                     "--local-sidecar-port", str(self.ports[0]), "--local-gateway-port", str(self.ports[1]), *args]
+        self.env = {**os.environ, "TMPDIR": str(self.tmp)}
+
+    def run(self, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def start(self) -> subprocess.Popen:
+        return subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)  # fmt: skip
+
+    def assert_clean(self) -> None:
+        deadline = time.monotonic() + 5
+        while processes_mentioning(str(self.tmp)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_mentioning(str(self.tmp)) == []
+        assert not any(is_listening(p) for p in self.ports)
+        assert list(self.tmp.iterdir()) == [], "the run directory is removed"
+
+    def wait_until_mesh_is_up(self, proc: subprocess.Popen, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(is_listening(p) for p in self.ports):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the local mesh did not come up"
+            time.sleep(0.02)
+
+
+def test_clean_after_a_passing_run(tmp_path):
+    run = Run(tmp_path, "-k", "path-exclusion")
+    result = run.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "11 passed" in result.stdout
+    run.assert_clean()
+
+
+def test_clean_after_a_failing_run(tmp_path):
+    (tmp_path / "fail.yaml").write_text(FAILING)
+    run = Run(tmp_path, "--scenarios", str(tmp_path / "fail.yaml"), "-k", "never-matches", "--timeout-converge", "0.3")
+    result = run.run()
+    assert result.returncode == 1
+    assert "never-matches/impossible: expected 299" in result.stdout
+    run.assert_clean()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_clean_after_interrupt_or_kill_mid_run(tmp_path, sig):
+    (tmp_path / "fail.yaml").write_text(FAILING)
+    run = Run(tmp_path, "--scenarios", str(tmp_path / "fail.yaml"), "-k", "never-matches", "--timeout-converge", "60")
+    proc = run.start()
+    try:
+        run.wait_until_mesh_is_up(proc)
+        assert processes_mentioning(str(run.tmp)), "envoy and the workloads run while the case converges"
+        proc.send_signal(sig)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    assert proc.returncode == (2 if sig == signal.SIGINT else -signal.SIGKILL)
+    if sig == signal.SIGKILL:  # no cleanup code ran: the children die with their parent (PR_SET_PDEATHSIG)
+        deadline = time.monotonic() + 5
+        while processes_mentioning(str(run.tmp)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_mentioning(str(run.tmp)) == []
+        assert not any(is_listening(p) for p in run.ports)
+    else:
+        run.assert_clean()
+
+
+def one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if fragment in line]
+    assert len(lines) == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_unknown_target(tmp_path):
+    result = Run(tmp_path, "--target", "minikube").run()
+    assert result.returncode == 4
+    one_line_error(result, "unknown --target 'minikube': choose one of cluster, kind, local")
+
+
+def test_malformed_scenario_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(FAILING.replace("status: 299", "status: OK"))
+    run = Run(tmp_path, "--scenarios", str(bad))
+    result = run.run()
+    assert result.returncode == 4
+    one_line_error(result, f"{bad}:6: at cases/0/expect/status: 'OK' is not of type 'integer'")
+    run.assert_clean()
+
+
+def test_missing_envoy_binary(tmp_path):
+    run = Run(tmp_path, "--envoy-path", str(tmp_path / "no-envoy"), "-k", "path-exclusion")
+    result = run.run()
+    assert result.returncode == 3
+    one_line_error(result, "does not exist or is not executable (--envoy-path)")
+    run.assert_clean()
+
+
+def test_port_in_use(tmp_path):
+    run = Run(tmp_path, "-k", "path-exclusion")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", run.ports[1]))
+        busy.listen()
+        result = run.run()
+    assert result.returncode == 3
+    one_line_error(result, f"port 127.0.0.1:{run.ports[1]} for the local gateway listener is already in use")
+    assert processes_mentioning(str(run.tmp)) == []
+
+
+def test_unsupported_istio_field_fails_naming_it(tmp_path):
+    (tmp_path / "principals.yaml").write_text(UNSUPPORTED)
+    run = Run(tmp_path, "--scenarios", str(tmp_path / "principals.yaml"), "-k", "uses-principals")
+    result = run.run()
+    assert result.returncode == 1
+    one_line_error(result, "spec.rules[0].from[0].source.principals is not supported by the local mesh")
+    run.assert_clean()
