@@ -10,7 +10,7 @@ from meshjwt.converge import Outcome, converge
 from meshjwt.errors import TargetCannot, UnsupportedField
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
 from meshjwt.settings import Settings
-from meshjwt.targets.base import Mesh, Request, Response
+from meshjwt.targets.base import Mesh, MeshInfo, Request, Response
 from meshjwt.tokens import TokenFactory, mask
 
 
@@ -51,6 +51,7 @@ class ScenarioRunner:
     results: list[CaseResult] = field(default_factory=list)
     apply_seconds: list[float] = field(default_factory=list)
     _unsupported: dict[str, str] = field(default_factory=dict)
+    _info: MeshInfo | None = None
 
     def variables(self) -> dict[str, str]:
         return {"ISSUER": self.tokens.issuer, **self.mesh.variables()}
@@ -112,7 +113,7 @@ class ScenarioRunner:
 
     def run(self, scenario: Scenario, case: Case) -> CaseResult:
         """Run one case to a verdict; never raises for a mismatch (the caller asserts on the result)."""
-        info = self.mesh.info()
+        info = self._info = self._info or self.mesh.info()
         fetch_mode = scenario.jwks_fetch_mode or info.jwks_fetch_mode
         expected = case.expect.for_mesh(info, fetch_mode)
         request, shown = self.build_request(case)

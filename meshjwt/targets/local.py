@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import select
@@ -164,6 +165,7 @@ class LocalMesh(Mesh):
                      "envoy": self._envoy_version()},  # fmt: skip
         )
 
+    @functools.cache  # noqa: B019 - one mesh per run; the binary does not change
     def _envoy_version(self) -> str:
         try:
             binary = envoy_binary(self.settings.extra.get("envoy_path"))
