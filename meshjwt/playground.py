@@ -122,7 +122,7 @@ class Playground:
         sidecar = f"http://127.0.0.1:{self.mesh.ports['listener:sidecar']}"
         gateway = f"http://127.0.0.1:{self.mesh.ports['listener:gateway']}"
         token = self.tokens.valid("RS256")
-        bearer = shlex.quote(f"Authorization: Bearer {token}")
+        bearer = '"Authorization: Bearer $TOKEN"'
         envoy = self.mesh.envoy.proc.pid if self.mesh.envoy and self.mesh.envoy.proc else "-"
         return "\n".join([
             f"meshjwt playground: local reference mesh, policies from {self.options.policies}",
@@ -133,8 +133,8 @@ class Playground:
             f"jwks fetch mode: {self.options.jwks_fetch_mode}; in policies ${{ISSUER}}, ${{JWKS}}, "
             "${NAMESPACE}... are substituted",
             "token (RS256, valid 1 h; signed with a throwaway key made for this run only):",
-            f"  {token}",
-            "try:",
+            f"  export TOKEN={shlex.quote(token)}",
+            "try (after the export line):",
             f"  curl -i -H 'Host: {SIDECAR_HOST}' {sidecar}/headers",
             f"  curl -i -H 'Host: {SIDECAR_HOST}' -H {bearer} {sidecar}/headers",
             f"  curl -i -H 'Host: {GATEWAY_HOST}' {gateway}/productpage",

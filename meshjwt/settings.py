@@ -47,6 +47,8 @@ class Settings:
     jwks_fetch_mode: str = "istiod"
     timeouts: Timeouts = field(default_factory=Timeouts)
     reports_dir: Path = Path("reports")
+    supported_features: frozenset[str] | None = None  # None: every feature not exempted or in the table
+    exempt_features: frozenset[str] = frozenset()
     #: target-specific options (kubeconfig, istio version, ...), by option dest name
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -6,6 +6,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field, replace
 
+from meshjwt import features
 from meshjwt.converge import Outcome, converge
 from meshjwt.errors import TargetCannot, UnsupportedField
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
@@ -119,6 +120,12 @@ class ScenarioRunner:
         request, shown = self.build_request(case)
         result = CaseResult(case=case, scenario=scenario, request=shown, expected=expected)
         self.results.append(result)
+        missing = features.unsupported(result.features, info.flavor, info.version,
+                                       self.settings.supported_features, self.settings.exempt_features)  # fmt: skip
+        if missing:
+            result.verdict = "unsupported"
+            result.detail = "; ".join(f"{name}: {why}" for name, why in missing.items())
+            raise Unsupported(result.detail)
         try:
             self.ensure(scenario)
         except Unsupported as exc:

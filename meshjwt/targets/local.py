@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from meshjwt import __version__
-from meshjwt.errors import EnvironmentProblem
+from meshjwt.errors import ConfigError, EnvironmentProblem
 from meshjwt.localmesh import processes
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
 from meshjwt.localmesh.envoy import Envoy, envoy_binary
@@ -72,6 +72,11 @@ class LocalMesh(Mesh):
             raise
 
     def _start(self) -> None:
+        if self.settings.flavor != "istio":
+            raise ConfigError(
+                f"the local reference mesh reproduces upstream Istio, not --mesh-flavor {self.settings.flavor}; "
+                "qualify that mesh with --target cluster"
+            )
         extra = self.settings.extra
         listener_ports = {
             "sidecar": extra.get("local_sidecar_port"),

@@ -1,0 +1,203 @@
+"""The policy playground, as a user runs it: start on a folder, answer, reload on change, stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RA = (ROOT / "manifests" / "scenarios" / "ra-httpbin-inline.yaml").read_text()
+REQUIRE_JWT = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: require-jwt, namespace: foo}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  action: ALLOW
+  rules: [{from: [{source: {requestPrincipals: ["${ISSUER}/*"]}}]}]
+"""
+
+
+class Playground:
+    """The playground child process, its output lines (read by a thread) and what it printed."""
+
+    def __init__(self, policies: Path, tmp: Path, *extra: str) -> None:
+        env = {**os.environ, "TMPDIR": str(tmp)}  # its mesh workdir lands in tmp: easy to check it is gone
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "meshjwt", "playground", "--policies", str(policies), "--poll-interval", "0.05",
+             *extra],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, pattern: str, timeout: float = 30.0, start: int = 0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[start:]:
+                if match := re.search(pattern, line):
+                    return match
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.02)
+        stderr = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+        raise AssertionError(f"no line matching {pattern!r}; output: {self.lines[-20:]}; stderr: {stderr}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Playground]]:
+    started: list[Playground] = []
+
+    def run(policies: Path, *extra: str) -> Playground:
+        started.append(Playground(policies, tmp_path, *extra))
+        return started[-1]
+
+    yield run
+    for playground in started:
+        playground.stop()
+
+
+def get(port: int, host: str, path: str, token: str | None = None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host, **({"Authorization": f"Bearer {token}"} if token else {})})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def poll_status(expected: int, send: Callable[[], int], timeout: float = 15.0) -> None:
+    """Until ``send()`` answers ``expected`` (the reload's effect), within ``timeout``."""
+    deadline, seen = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        seen = send()
+        if seen == expected:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"still {seen} after {timeout}s, expected {expected}")
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (this test run's processes only, by their workdir)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_playground_answers_reloads_and_stops(start: Callable[..., Playground], tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "ra.yaml").write_text(RA)
+    playground = start(policies)
+    sidecar = int(playground.wait_for_line(r"^sidecar: http://127\.0\.0\.1:(\d+)").group(1))
+    gateway = int(playground.wait_for_line(r"^gateway: http://127\.0\.0\.1:(\d+)").group(1))
+    token = playground.wait_for_line(r"export TOKEN=(\S+)").group(1)
+    envoy = playground.wait_for_line(r"^envoy pid: (\d+); workdir: (\S+)")
+    envoy_pid, workdir = int(envoy.group(1)), envoy.group(2)
+    playground.wait_for_line(r"^watching ")
+    assert "applied: 1 resources (RequestAuthentication foo/jwt-example)" in playground.lines
+    assert any("curl" in line and f":{sidecar}/headers" in line and "$TOKEN" in line for line in playground.lines)
+    assert workdir.startswith(str(tmp_path)) and envoy_pid in processes_mentioning(workdir)
+
+    host = "httpbin.foo:8000"
+    assert get(sidecar, host, "/headers") == 200  # RequestAuthentication alone: no token passes
+    assert get(sidecar, host, "/headers", "not.a.token") == 401
+    assert get(sidecar, host, "/headers", token) == 200  # the printed token is valid
+    assert get(gateway, "bookinfo.example.com", "/productpage") == 200
+
+    mark = len(playground.lines)
+    (policies / "require-jwt.yaml").write_text(REQUIRE_JWT)
+    poll_status(403, lambda: get(sidecar, host, "/headers"))
+    assert get(sidecar, host, "/headers", token) == 200
+    playground.wait_for_line(r"^reloaded: 2 resources", start=mark)
+
+    mark = len(playground.lines)
+    (policies / "broken.yaml").write_text("kind: [\n")
+    playground.wait_for_line(r"^reload failed \(previous policies still apply\): .*broken\.yaml:\d+", start=mark)
+    assert get(sidecar, host, "/headers") == 403 and get(sidecar, host, "/headers", token) == 200
+    assert playground.proc.poll() is None
+
+    playground.proc.send_signal(signal.SIGINT)
+    assert playground.proc.wait(timeout=20) == 0
+    playground.wait_for_line(r"^playground stopped$")
+    assert processes_mentioning(workdir) == []  # Envoy and the workloads are gone
+    assert not Path(workdir).exists()
+
+
+def test_sigterm_stops_cleanly(start: Callable[..., Playground], tmp_path: Path) -> None:
+    playground = start(tmp_path)  # an empty folder: the mesh without policies
+    workdir = playground.wait_for_line(r"^envoy pid: \d+; workdir: (\S+)").group(1)
+    playground.wait_for_line(r"^watching ")
+    playground.proc.send_signal(signal.SIGTERM)
+    assert playground.proc.wait(timeout=20) == 0
+    assert processes_mentioning(workdir) == [] and not Path(workdir).exists()
+
+
+def bad_input(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "meshjwt", "playground", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert list(tmp_path.glob("meshjwt-local-*")) == [] and processes_mentioning(str(tmp_path)) == []
+    return proc
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    assert "no such policy folder" in bad_input(tmp_path, "--policies", str(tmp_path / "nope")).stderr
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("apiVersion: v1\nkind: [\n")
+    assert re.search(r"p\.yaml:\d+: malformed YAML", bad_input(tmp_path, "--policies", str(tmp_path)).stderr)
+
+
+def test_policy_the_mesh_refuses_at_start(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(REQUIRE_JWT.replace("action: ALLOW", "action: ALLOW\n  bogus: 1"))
+    assert "spec.bogus" in bad_input(tmp_path, "--policies", str(tmp_path)).stderr
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert "already in use" in bad_input(tmp_path, "--policies", str(tmp_path), "--gateway-port", port).stderr
+
+
+def test_version_command() -> None:
+    from meshjwt import __version__
+
+    proc = subprocess.run([sys.executable, "-m", "meshjwt", "version"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"mesh-jwt-conformance {__version__}"
