@@ -68,6 +68,11 @@ class RunInfo:
     collected: int | None = None  # scenario cases selected for the run (None: unknown)
 
 
+def camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.capitalize() for part in rest)
+
+
 def verdict_of(result: CaseResult) -> str:
     """The report verdict: the runner's, with a case left pending (it raised) reported as ``error``."""
     return result.verdict if result.verdict in COUNTED_AS else "error"
@@ -176,7 +181,7 @@ def build_report(results: Iterable[CaseResult], run: RunInfo) -> dict[str, Any]:
         "mesh": {"flavor": mesh.flavor, "version": mesh.version, "jwksFetchMode": mesh.jwks_fetch_mode,
                  "details": {k: scrub(str(v)) for k, v in mesh.details.items()}},  # fmt: skip
         "implementation": run.implementation.as_dict(),
-        "timeouts": dict(run.timeouts),
+        "timeouts": {camel(k): v for k, v in run.timeouts.items()},
         "howToReproduce": scrub(run.command),
         "interrupted": run.interrupted,
         "result": overall(stats),

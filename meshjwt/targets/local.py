@@ -29,7 +29,7 @@ from meshjwt.localmesh.world import Service, Workload, World
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, MeshInfo, Request, Response
 
-EXTERNAL_JWKS_HOST = "jwks.meshjwt.example"
+EXTERNAL_JWKS_HOST = "jwks.meshjwt.test"
 EXTERNAL_JWKS_PATH = "/.well-known/jwks.json"
 NAMESPACE, BOOKINFO_NAMESPACE, ROOT_NAMESPACE = "foo", "default", "istio-system"
 #: the Bookinfo gateway VirtualService's routes (samples/bookinfo/networking/bookinfo-gateway.yaml)
