@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -146,3 +147,21 @@ def mask(token: str) -> str:
     if len(token) <= 12:
         return "***"
     return f"{token[:6]}…{token[-4:]}"
+
+
+# a JWT (or something shaped like one), a Bearer credential, a JWK's secret members, long base64url runs
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}")  # also a truncated one
+_BEARER = re.compile(r"(Bearer\s+)([^\s'\",}\]]{13,})", re.IGNORECASE)
+# JWK members, also inside JSON embedded in a JSON string (escaped quotes), as an inline jwks is
+_JWK_SECRET = re.compile(
+    r"""(\\*["']?\b(?:k|d|p|q|dp|dq|qi|n|x|y)\\*["']?\s*:\s*\\*["'])([A-Za-z0-9_-]{13,})(\\*["'])"""
+)
+_LONG_B64 = re.compile(r"(?<![A-Za-z0-9_/+-])[A-Za-z0-9_-]{64,}(?![A-Za-z0-9_/+-])")
+
+
+def scrub(text: str) -> str:
+    """``text`` with every token-like or key-like string masked (first 6 and last 4 characters kept)."""
+    text = _JWT.sub(lambda m: mask(m.group(0)), text)
+    text = _BEARER.sub(lambda m: m.group(1) + mask(m.group(2)), text)
+    text = _JWK_SECRET.sub(lambda m: m.group(1) + mask(m.group(2)) + m.group(3), text)
+    return _LONG_B64.sub(lambda m: mask(m.group(0)), text)

@@ -111,6 +111,17 @@ def test_unsupported_features_are_those_only_unsupported_cases_need() -> None:
     assert [c["result"] for c in report["claims"]] == ["success", "partial"]
 
 
+def test_unsupported_features_are_the_missing_ones_when_known() -> None:
+    ext = scenario("jwks-external", ("RequestAuthentication", "JWKS.External", "JWKS.EnvoyFetch"))
+    results = [result("passed"), result("unsupported", scen=ext)]
+
+    def missing(names):
+        return {n: "exempted with --exempt-features" for n in names if n == "JWKS.External"}
+
+    report = build_report(results, run_info(missing_features=missing))
+    assert report["features"] == {"supported": ["RequestAuthentication"], "unsupported": ["JWKS.External"]}
+
+
 def test_document_header_and_case_evidence() -> None:
     expected = Expectation(status=401, body="Jwt is expired", reason="istiod cannot fetch the JWKS")
     report = build_report([result("failed", status=200, body="hello", expected=expected)], run_info())
@@ -288,3 +299,26 @@ def test_report_is_written_after_ctrl_c(tmp_path: Path) -> None:
     assert report["interrupted"] is True and report["result"] == "partial"
     assert report["statistics"] == {"passed": 3, "failed": 0, "skipped": 0, "notRun": 1}
     assert [c["id"] for c in report["claims"]] == ["path-exclusion"]
+
+
+def test_cases_skipped_before_the_runner_are_reported_unsupported(tmp_path: Path) -> None:
+    (tmp_path / "exempt_plugin.py").write_text(
+        "import pytest\n\n"
+        "def pytest_runtest_setup(item):\n"
+        "    if item.nodeid.endswith('/products-0-valid-token]'):\n"
+        "        pytest.skip('feature Authz.PathExclusion is exempt (--exempt-features)')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites", "-q", "-p", "exempt_plugin", "-k", "products-0",
+         "--reports-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = yaml.safe_load((tmp_path / "local" / "conformance-report.yaml").read_text(encoding="utf-8"))
+    assert report["result"] == "partial"
+    assert report["statistics"] == {"passed": 2, "failed": 0, "skipped": 1, "notRun": 0}
+    skipped = [c for c in report["claims"][0]["cases"] if c["verdict"] == "unsupported"]
+    assert [c["name"] for c in skipped] == ["products-0-valid-token"]
+    assert "exempt" in skipped[0]["detail"] and skipped[0]["attempts"] == 0
+    assert "result: partial (2 passed, 0 failed, 1 unsupported)" in proc.stdout

@@ -2,6 +2,7 @@
 and bad input ends the run with one line naming the cause and a non-zero exit."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -95,12 +96,22 @@ def test_clean_after_a_passing_run(tmp_path):
     run.assert_clean()
 
 
-def test_clean_after_a_failing_run(tmp_path):
-    (tmp_path / "fail.yaml").write_text(FAILING)
+def test_clean_after_a_failing_run_and_no_token_in_any_output(tmp_path):
+    # with no RequestAuthentication, httpbin echoes the Authorization header: the worst case for leaks
+    manifest = ROOT / "manifests" / "scenarios" / "ra-httpbin-inline.yaml"  # its inline JWKS holds HS secrets
+    with_keys = FAILING.replace("cases:", f"manifests:\n  - file: {manifest}\ncases:")
+    echoed = "  - {name: echoed-token, token: {kind: valid, in: {header: x-echo}}, expect: {status: 299}}\n"
+    (tmp_path / "fail.yaml").write_text(with_keys + echoed)
     run = Run(tmp_path, "--scenarios", str(tmp_path / "fail.yaml"), "-k", "never-matches", "--timeout-converge", "0.3")
     result = run.run()
     assert result.returncode == 1
     assert "never-matches/impossible: expected 299" in result.stdout
+    assert "never-matches/echoed-token: expected 299; last response 200" in result.stdout
+    outputs = [result.stdout, result.stderr, *(p.read_text() for p in (tmp_path / "reports").rglob("*") if p.is_file())]
+    assert len(outputs) >= 5, "stdout, stderr, junit.xml, the report, artifacts"
+    for text in outputs:
+        assert not re.search(r"eyJ[A-Za-z0-9_-]{20,}", text), "a token reached the output"
+        assert not re.search(r'\\*"k\\*"\s*:\s*\\*"[A-Za-z0-9_-]{20,}', text), "an HMAC secret reached the output"
     run.assert_clean()
 
 
@@ -130,7 +141,9 @@ def test_clean_after_interrupt_or_kill_mid_run(tmp_path, sig):
 
 
 def one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if fragment in line]
+    output = (result.stdout + result.stderr).splitlines()
+    # pytest repeats a failure's message in its short summary ("FAILED id - msg"): that copy is not counted
+    lines = [line for line in output if fragment in line and not line.startswith("FAILED ")]
     assert len(lines) == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
 

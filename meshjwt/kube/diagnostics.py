@@ -6,6 +6,7 @@ from pathlib import Path
 
 from meshjwt.errors import EnvironmentProblem
 from meshjwt.kube.kubectl import Kubectl
+from meshjwt.tokens import scrub
 
 CONFIG_DUMP = ["pilot-agent", "request", "GET", "config_dump"]
 
@@ -81,7 +82,7 @@ def collect(
     directory.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     applied = directory / "applied.yaml"
-    applied.write_text(applied_yaml)
+    applied.write_text(scrub(applied_yaml))  # inline JWKS hold the HS secrets; config dumps too
     written.append(str(applied))
     for name, args, on_control in plan(namespaces, root, app_ns, bookinfo_ns):
         kubectl = (control or data) if on_control else data
@@ -90,9 +91,9 @@ def collect(
             result = kubectl.run(args, timeout=30, check=False)
             if result.returncode != 0:
                 path = directory / f"{name}.error"
-                path.write_text(result.stderr)
+                path.write_text(scrub(result.stderr))
             else:
-                path.write_text(result.stdout)
+                path.write_text(scrub(result.stdout))
         except EnvironmentProblem as exc:
             path = directory / f"{name}.error"
             path.write_text(str(exc) + "\n")

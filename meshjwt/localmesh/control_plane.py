@@ -50,6 +50,8 @@ class Translation:
 def check_resource(resource: Mapping[str, Any]) -> None:
     """Refuse, with one line, any resource kind the local mesh does not model."""
     kind = resource.get("kind")
+    if not kind or not resource.get("apiVersion") or not isinstance(resource.get("metadata"), dict):
+        raise UnsupportedField(f"a document (kind {kind!r}) without apiVersion, kind or metadata is no Istio resource")
     group = str(resource.get("apiVersion", "")).split("/")[0]
     if kind not in KINDS or KINDS[kind] != group:
         raise UnsupportedField(

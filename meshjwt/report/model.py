@@ -7,37 +7,23 @@ something was unsupported or not run, else ``success``. Every free text is scrub
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from meshjwt import __version__
 from meshjwt.scenarios.model import Expectation
 from meshjwt.scenarios.runner import CaseResult
 from meshjwt.targets.base import MeshInfo
-from meshjwt.tokens import mask
+from meshjwt.tokens import scrub
 
+MissingFeatures = Callable[[Sequence[str]], Mapping[str, str]]
 API_VERSION = "meshjwt.conformance/v1alpha1"
 KIND = "ConformanceReport"
 #: verdicts of a case in the report; "error" (the case crashed) counts as failed
 COUNTED_AS = {"passed": "passed", "failed": "failed", "error": "failed", "unsupported": "skipped"}
-
-# a JWT (or something shaped like one), a Bearer credential, a JWK's secret members, long base64url runs
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}")  # also a truncated one
-_BEARER = re.compile(r"(Bearer\s+)([^\s'\",}\]]{13,})", re.IGNORECASE)
-_JWK_SECRET = re.compile(r"""(["']?\b(?:k|d|p|q|dp|dq|qi|n|x|y)["']?\s*:\s*["'])([A-Za-z0-9_-]{13,})(["'])""")
-_LONG_B64 = re.compile(r"(?<![A-Za-z0-9_/+-])[A-Za-z0-9_-]{64,}(?![A-Za-z0-9_/+-])")
-
-
-def scrub(text: str) -> str:
-    """``text`` with every token-like or key-like string masked (first 6 and last 4 characters kept)."""
-    text = _JWT.sub(lambda m: mask(m.group(0)), text)
-    text = _BEARER.sub(lambda m: m.group(1) + mask(m.group(2)), text)
-    text = _JWK_SECRET.sub(lambda m: m.group(1) + mask(m.group(2)) + m.group(3), text)
-    return _LONG_B64.sub(lambda m: mask(m.group(0)), text)
-
 
 @dataclass(frozen=True)
 class Implementation:
@@ -66,11 +52,20 @@ class RunInfo:
     date: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     interrupted: bool = False
     collected: int | None = None  # scenario cases selected for the run (None: unknown)
+    missing_features: MissingFeatures | None = None  # features → why this mesh lacks them
 
 
 def camel(name: str) -> str:
     first, *rest = name.split("_")
     return first + "".join(part.capitalize() for part in rest)
+
+
+def shown_path(source: str) -> str:
+    """``source`` relative to the working directory when it lies below it (reports travel)."""
+    try:
+        return str(Path(source).resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return source
 
 
 def verdict_of(result: CaseResult) -> str:
@@ -138,11 +133,16 @@ def latest(results: Iterable[CaseResult], interrupted: bool) -> list[CaseResult]
     return list(by_id.values())
 
 
-def features(results: Sequence[CaseResult]) -> dict[str, list[str]]:
-    """Supported: needed by a case that ran. Unsupported: needed only by unsupported cases."""
+def features(results: Sequence[CaseResult], missing: MissingFeatures | None = None) -> dict[str, list[str]]:
+    """Supported: needed by a case that ran. Unsupported: what made a case unsupported — the features
+    ``missing`` names for it, else (the target refused, say) those of its features no case that ran needs."""
     ran = {f for r in results if verdict_of(r) != "unsupported" for f in r.features}
-    skipped = {f for r in results if verdict_of(r) == "unsupported" for f in r.features}
-    return {"supported": sorted(ran), "unsupported": sorted(skipped - ran)}
+    lacking: set[str] = set()
+    for result in results:
+        if verdict_of(result) == "unsupported":
+            named = set(missing(result.features)) if missing else set()
+            lacking |= named or (set(result.features) - ran)
+    return {"supported": sorted(ran - lacking), "unsupported": sorted(lacking)}
 
 
 def claims(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
@@ -157,7 +157,7 @@ def claims(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
         out.append({
             "id": name,
             "section": scenario.section,
-            "source": scenario.source,
+            "source": shown_path(scenario.source),
             "features": list(scenario.features),
             "result": overall(stats),
             "statistics": stats,
@@ -186,7 +186,7 @@ def build_report(results: Iterable[CaseResult], run: RunInfo) -> dict[str, Any]:
         "interrupted": run.interrupted,
         "result": overall(stats),
         "statistics": stats,
-        "features": features(chosen),
+        "features": features(chosen, run.missing_features),
         "claims": claims(chosen),
     }
 

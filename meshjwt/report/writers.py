@@ -31,7 +31,7 @@ def _write_atomically(path: Path, text: str) -> Path:
 
 
 def to_yaml(report: Mapping[str, Any]) -> str:
-    return yaml.dump(dict(report), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+    return yaml.dump(dict(report), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
 
 
 def write_yaml(report: Mapping[str, Any], path: Path) -> Path:

@@ -12,7 +12,7 @@ from meshjwt.errors import TargetCannot, UnsupportedField
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, MeshInfo, Request, Response
-from meshjwt.tokens import TokenFactory, mask
+from meshjwt.tokens import TokenFactory, mask, scrub
 
 
 class Unsupported(Exception):
@@ -142,7 +142,7 @@ class ScenarioRunner:
         result.verdict = "passed" if result.outcome.passed else "failed"
         if not result.outcome.passed:
             t = self.settings.timeouts
-            result.detail = (
+            result.detail = scrub(
                 f"{case.id}: expected {expected.describe()}"
                 + (f" ({expected.reason})" if expected.reason else "")
                 + f"; last response {result.outcome.last.summary()}; {result.outcome.attempts} attempts in "

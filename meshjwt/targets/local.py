@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.client
 import json
+import re
 import select
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from meshjwt.localmesh.translate.network import static_cluster
 from meshjwt.localmesh.world import Service, Workload, World
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, MeshInfo, Request, Response
+from meshjwt.tokens import scrub
 
 EXTERNAL_JWKS_HOST = "jwks.meshjwt.test"
 EXTERNAL_JWKS_PATH = "/.well-known/jwks.json"
@@ -175,7 +177,8 @@ class LocalMesh(Mesh):
         try:
             binary = envoy_binary(self.settings.extra.get("envoy_path"))
             out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
-            return out.split("/")[1] if "/" in out else out.strip()
+            found = re.search(r"version: \S+?/([\d.]+)/", out)  # "…/envoy  version: <sha>/1.40.0/Clean/…"
+            return found.group(1) if found else out.strip()
         except Exception as exc:  # noqa: BLE001 - informational only
             return f"unknown ({exc})"
 
@@ -244,6 +247,6 @@ class LocalMesh(Mesh):
             "envoy.log": self.envoy.log_tail(400) if self.envoy else "",
         }
         for name, text in files.items():
-            (out / name).write_text(text)
+            (out / name).write_text(scrub(text))  # inline JWKS hold the HS secrets
         return [str(out / name) for name in files]
 
