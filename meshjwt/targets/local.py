@@ -18,12 +18,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from meshjwt import __version__
+from meshjwt import __version__, pki
 from meshjwt.errors import ConfigError, EnvironmentProblem
 from meshjwt.localmesh import processes
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
 from meshjwt.localmesh.envoy import Envoy, envoy_binary
-from meshjwt.localmesh.pki import make_ca_and_server_cert
 from meshjwt.localmesh.ports import free_port, require_free
 from meshjwt.localmesh.translate.network import static_cluster
 from meshjwt.localmesh.world import Service, Workload, World
@@ -91,12 +90,12 @@ class LocalMesh(Mesh):
         self.workdir = Path(tempfile.mkdtemp(prefix="meshjwt-local-"))
         jwks_file = self.workdir / "jwks.json"
         jwks_file.write_text(self.jwks_json)
-        pki = make_ca_and_server_cert(self.workdir / "pki", [EXTERNAL_JWKS_HOST])
+        certs = pki.write_ca_and_server_cert(self.workdir / "pki", [EXTERNAL_JWKS_HOST])
         spec = {"jwks_servers": {
             "nginx-proxy": {"routes": {"/get_jwks": str(jwks_file)}},
             "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file)}},
             "external-https": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file)},
-                               "tls": {"cert": str(pki.cert), "key": str(pki.key)}},
+                               "tls": {"cert": str(certs.cert), "key": str(certs.key)}},
         }}  # fmt: skip
         (self.workdir / "workloads.json").write_text(json.dumps(spec))
         timeout = self.settings.timeouts.start
@@ -108,7 +107,7 @@ class LocalMesh(Mesh):
         self.envoy.start(timeout)
         self.ports = {**self._await_workloads(timeout), **{f"listener:{k}": v for k, v in listener_ports.items()}}
         world, proxies, clusters = self._model(listener_ports)
-        self.control_plane = ControlPlane(world, proxies, clusters, str(pki.ca_cert), substitute_jwks())
+        self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert), substitute_jwks())
         self.apply([])
 
     def _await_workloads(self, timeout: float) -> dict[str, int]:
