@@ -113,12 +113,20 @@ def test_gateway_policy_does_not_touch_the_sidecar(mesh, keys, tokens):
         ({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "d",
           "namespace": "foo"}, "spec": {"host": "h", "trafficPolicy": {"loadBalancer": {}}}},
          "spec.trafficPolicy.loadBalancer is not supported"),
+        ({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "s", "namespace": "foo"},
+          "spec": {"hosts": ["jwks.meshjwt.test"], "ports": [{"number": 443, "name": "https", "protocol": "TLS"}]}},
+         None),
     ],
 )  # fmt: skip
 def test_unsupported_input_is_refused_naming_it_and_keeps_the_previous_config(mesh, tokens, keys, resource, message):
     mesh.apply([ra("a", {"issuer": tokens.issuer, "jwks": keys.jwks_json()})])
+    if message is None:  # a ServiceEntry whose DestinationRule names a Secret the local mesh lacks
+        tls = {"mode": "SIMPLE", "credentialName": "no-such-secret"}
+        dr = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "d",
+              "namespace": "foo"}, "spec": {"host": "jwks.meshjwt.test", "trafficPolicy": {"tls": tls}}}  # fmt: skip
+        resource, message = [resource, dr], "credentialName 'no-such-secret' names a Secret the local mesh does not"
     with pytest.raises(UnsupportedField, match=message) as error:
-        mesh.apply([resource])
+        mesh.apply(resource if isinstance(resource, list) else [resource])
     assert "\n" not in str(error.value)
     assert get(mesh, tokens.expired()).status == 401, "a refused apply leaves the previous configuration"
 

@@ -70,8 +70,10 @@ class KubeMesh(Mesh):
         key, _, value = str(self.extra.get("injection_label") or "istio-injection=enabled").partition("=")
         return key, value
 
-    def deploy_workloads(self, tls: tuple[str, str] | None) -> None:
-        """Apply the workloads, nginx-proxy first and ready before anything else; wait for all."""
+    def deploy_workloads(self, tls: tuple[str, str, str] | None) -> None:
+        """Apply the workloads, nginx-proxy first and ready before anything else; wait for all.
+
+        ``tls`` is the external JWKS endpoint's (cert, key, CA cert) PEMs."""
         assert self.data is not None
         started = time.monotonic()
         variables = self.workload_variables()
@@ -86,7 +88,9 @@ class KubeMesh(Mesh):
             self.jwks_json, self.vars["NAMESPACE"], self.vars["EXTERNAL_NAMESPACE"]
         )
         if tls:
-            extra.append(workloads.tls_secret(self.vars["EXTERNAL_NAMESPACE"], *tls))
+            cert, key, ca_cert = tls
+            extra.append(workloads.tls_secret(self.vars["EXTERNAL_NAMESPACE"], cert, key))
+            extra.append(workloads.ca_secret(self.vars["NAMESPACE"], ca_cert))
         self.data.apply(extra + rest, timeout=self.settings.timeouts.start)
         (self.control or self.data).apply(istio)
         budget = max(self.settings.timeouts.start * 5, 300.0)

@@ -99,6 +99,22 @@ def jwks_configmaps(jwks_json: str, namespace: str, external_namespace: str) -> 
     ]
 
 
+#: Secret holding the external JWKS endpoint's CA, in the workloads' namespace, for DestinationRules that
+#: originate TLS from the httpbin sidecar (``credentialName`` + ``workloadSelector``).
+EXTERNAL_JWKS_CA_SECRET = "external-jwks-ca"
+
+
+def ca_secret(namespace: str, ca_pem: str) -> dict[str, Any]:
+    """Generic Secret with only a CA (Istio reads ``cacert``; ``ca.crt`` for other readers)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": EXTERNAL_JWKS_CA_SECRET, "namespace": namespace},
+        "stringData": {"cacert": ca_pem, "ca.crt": ca_pem},
+    }
+
+
 def tls_secret(namespace: str, cert_pem: str, key_pem: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

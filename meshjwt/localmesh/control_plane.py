@@ -66,13 +66,15 @@ class ControlPlane:
     """Translates Istio resources the way istiod does, for the proxies of the local world."""
 
     def __init__(self, world: World, proxies: Sequence[Proxy], base_clusters: Sequence[dict[str, Any]],
-                 ca_file: str, substitute_jwks: str, path_normalization: str = "BASE") -> None:  # fmt: skip
+                 ca_file: str, substitute_jwks: str, path_normalization: str = "BASE",
+                 secrets: Mapping[str, str] | None = None) -> None:  # fmt: skip
         self.world = world
         self.proxies = list(proxies)
         self.base_clusters = list(base_clusters)
         self.ca_file = ca_file
         self.substitute_jwks = substitute_jwks
         self.path_normalization = path_normalization
+        self.secrets = dict(secrets or {})  # Secret name → CA file, for DestinationRule credentialName
 
     def translate(self, resources: Sequence[Mapping[str, Any]], fetch_mode: str = "istiod") -> Translation:
         """All clusters and listeners for ``resources`` under JWKS ``fetch_mode`` (istiod|hybrid|envoy)."""
@@ -84,7 +86,7 @@ class ControlPlane:
         self._refuse_unmodeled_targets(by_kind["RequestAuthentication"] + by_kind["AuthorizationPolicy"])
         notes: list[str] = []
         se_clusters = service_entry_clusters(by_kind["ServiceEntry"], by_kind["DestinationRule"],
-                                             self.world, self.ca_file)  # fmt: skip
+                                             self.world, self.ca_file, self.secrets)  # fmt: skip
         registry = {c["name"] for c in se_clusters} | {c["name"] for c in self.base_clusters}
         fetched: dict[tuple[str, str], str] = {}
 

@@ -161,8 +161,8 @@ class ClusterMesh(KubeMesh):
             self.vars[k] for k in ("NAMESPACE", "BOOKINFO_NAMESPACE", "EXTERNAL_NAMESPACE")
         ]
         ca_cert, ca_key = pki.make_ca()
-        tls = pki.server_cert(ca_cert, ca_key, [self.vars["EXTERNAL_JWKS_HOST"]])
-        self.deploy_workloads(tls)
+        cert, key = pki.server_cert(ca_cert, ca_key, [self.vars["EXTERNAL_JWKS_HOST"]])
+        self.deploy_workloads((cert, key, ca_cert))
 
     def artifacts(self, directory: str) -> list[str]:
         self.failed = True

@@ -217,10 +217,11 @@ class KindMesh(KubeMesh):
             self.data.run(["rollout", "restart", "-n", "kube-system", "deployment/coredns"])
         self.wait_deployment("kube-system", "coredns", injected=False, timeout=180)
 
-    def _external_tls(self) -> tuple[str, str]:
+    def _external_tls(self) -> tuple[str, str, str]:
+        """The external JWKS endpoint's (cert, key, CA cert) PEMs."""
         ca_cert, ca_key = self._external_ca()
         fqdn = f"jwks-external.{self.vars['EXTERNAL_NAMESPACE']}.svc.cluster.local"
-        return pki.server_cert(ca_cert, ca_key, [EXTERNAL_JWKS_HOST, fqdn], days=365)
+        return (*pki.server_cert(ca_cert, ca_key, [EXTERNAL_JWKS_HOST, fqdn], days=365), ca_cert)
 
     def stop(self) -> None:
         self.report_timings()

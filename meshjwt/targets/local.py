@@ -32,6 +32,7 @@ from meshjwt.tokens import scrub
 
 EXTERNAL_JWKS_HOST = "jwks.meshjwt.test"
 EXTERNAL_JWKS_PATH = "/.well-known/jwks.json"
+EXTERNAL_JWKS_CA_SECRET = "external-jwks-ca"  # meshjwt.kube.workloads creates it on real clusters
 NAMESPACE, BOOKINFO_NAMESPACE, ROOT_NAMESPACE = "foo", "default", "istio-system"
 #: the Bookinfo gateway VirtualService's routes (samples/bookinfo/networking/bookinfo-gateway.yaml)
 BOOKINFO_ROUTES = ({"path": "/productpage"}, {"path": "/login"}, {"path": "/logout"},
@@ -107,7 +108,9 @@ class LocalMesh(Mesh):
         self.envoy.start(timeout)
         self.ports = {**self._await_workloads(timeout), **{f"listener:{k}": v for k, v in listener_ports.items()}}
         world, proxies, clusters = self._model(listener_ports)
-        self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert), substitute_jwks())
+        secrets = {EXTERNAL_JWKS_CA_SECRET: str(certs.ca_cert)}  # as the kind/cluster targets create it
+        self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert), substitute_jwks(),
+                                          secrets=secrets)  # fmt: skip
         self.apply([])
 
     def _await_workloads(self, timeout: float) -> dict[str, int]:

@@ -10,8 +10,8 @@ from meshjwt.localmesh.translate.selection import resource_id
 from meshjwt.localmesh.world import World
 
 SE_FIELDS = {"hosts", "ports", "location", "resolution", "endpoints", "exportTo"}
-DR_FIELDS = {"host", "trafficPolicy", "exportTo"}
-TLS_FIELDS = {"mode", "sni", "insecureSkipVerify", "subjectAltNames"}
+DR_FIELDS = {"host", "trafficPolicy", "exportTo", "workloadSelector"}
+TLS_FIELDS = {"mode", "sni", "insecureSkipVerify", "subjectAltNames", "credentialName"}
 
 
 def cluster_name(host: str, port: int) -> str:
@@ -51,17 +51,27 @@ def _tls_for(host: str, port: int, rules: Sequence[Mapping[str, Any]]) -> Mappin
     return None
 
 
-def _transport_socket(dr_id: str, host: str, tls: Mapping[str, Any], ca_file: str) -> dict[str, Any] | None:
+def _transport_socket(
+    dr_id: str, host: str, tls: Mapping[str, Any], ca_file: str, secrets: Mapping[str, str]
+) -> dict[str, Any] | None:
     mode = tls.get("mode", "DISABLE")
     if mode == "DISABLE":
         return None
     if mode != "SIMPLE":
         raise UnsupportedField(f"{dr_id}: tls.mode {mode} is not supported by the local mesh (SIMPLE or DISABLE)")
     common: dict[str, Any] = {}
+    if tls.get("credentialName"):
+        if tls["credentialName"] not in secrets:
+            raise UnsupportedField(
+                f"{dr_id}: tls.credentialName {tls['credentialName']!r} names a Secret the local mesh does not "
+                f"have (it has: {', '.join(sorted(secrets)) or 'none'})"
+            )
+        ca_file = secrets[tls["credentialName"]]
     if not tls.get("insecureSkipVerify"):
         sans = tls.get("subjectAltNames") or [host]
         common["validationContext"] = {
-            "trustedCa": {"filename": ca_file},  # the local world's system roots: the run's CA
+            # the Secret's CA, else the local world's system roots (the run's CA)
+            "trustedCa": {"filename": ca_file},
             "matchTypedSubjectAltNames": [{"sanType": "DNS", "matcher": {"exact": san}} for san in sans],
         }
     return {
@@ -79,8 +89,13 @@ def service_entry_clusters(
     destination_rules: Sequence[Mapping[str, Any]],
     world: World,
     ca_file: str,
+    secrets: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One cluster per ServiceEntry host and port, with TLS origination when a DestinationRule asks."""
+    """One cluster per ServiceEntry host and port, with TLS origination when a DestinationRule asks.
+
+    ``secrets`` maps Secret names (for ``credentialName``) to CA files. A DestinationRule's
+    ``workloadSelector`` is accepted: the local mesh's proxies share one Envoy, so it applies to all of them.
+    """
     for dr in destination_rules:  # every DestinationRule is checked, whether a ServiceEntry uses it or not
         spec = dr.get("spec") or {}
         _check(dr, DR_FIELDS, "spec", spec)
@@ -100,7 +115,7 @@ def service_entry_clusters(
                 cluster = static_cluster(cluster_name(host, port), world.resolve(host, port, "istio-system"))
                 tls = _tls_for(host, port, destination_rules)
                 if tls:
-                    socket = _transport_socket(resource_id(se), host, tls, ca_file)
+                    socket = _transport_socket(resource_id(se), host, tls, ca_file, secrets or {})
                     if socket:
                         cluster["transportSocket"] = socket
                 clusters.append(cluster)
