@@ -158,3 +158,28 @@ def test_stop_releases_processes_and_ports(keys):
     mesh.stop()  # idempotent
     assert envoy.poll() is not None and workloads.poll() is not None
     assert not any(is_listening(p) for p in ports)
+
+
+def test_a_new_policy_governs_the_very_next_request(mesh, keys, tokens):
+    """No polling: after apply() returns, the first request already sees the new configuration,
+    also on a client connection that was opened (and used) before the change."""
+    import http.client
+
+    expired = {"Host": "httpbin.foo:8000", "Authorization": f"Bearer {tokens.expired()}"}
+    port = mesh.ports["listener:sidecar"]
+    for _ in range(20):
+        mesh.apply([])
+        old = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        old.request("GET", "/headers", headers=expired)
+        first = old.getresponse()
+        first.read()
+        assert first.status == 200
+        mesh.apply([ra("a", {"issuer": tokens.issuer, "jwks": keys.jwks_json()})])
+        assert get(mesh, tokens.expired()).status == 401
+        try:  # the pre-change connection is drained: closed, or served by the new configuration
+            old.request("GET", "/headers", headers=expired)
+            assert old.getresponse().status == 401
+        except (ConnectionError, http.client.HTTPException):
+            pass
+        finally:
+            old.close()
