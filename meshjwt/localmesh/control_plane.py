@@ -10,7 +10,7 @@ from meshjwt.errors import UnsupportedField
 from meshjwt.localmesh.jwks_fetch import fetch_jwks
 from meshjwt.localmesh.translate import authz
 from meshjwt.localmesh.translate.authn import build_jwt_filter, parse_duration
-from meshjwt.localmesh.translate.network import cluster_name, service_entry_clusters, static_cluster
+from meshjwt.localmesh.translate.network import cluster_name, service_entry_clusters
 from meshjwt.localmesh.translate.selection import applies_to, resource_id
 from meshjwt.localmesh.world import Workload, World
 
@@ -164,5 +164,3 @@ def route_to(cluster: str, **match: Any) -> dict[str, Any]:
     """An Envoy route sending ``match`` to ``cluster`` (no upstream timeout, as Istio)."""
     return {"match": match or {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "0s"}}
 
-
-__all__ = ["ControlPlane", "Proxy", "Translation", "route_to", "static_cluster"]

@@ -68,7 +68,3 @@ class World:
             if service:
                 return service.backend_port
         return None
-
-    def knows_host(self, host: str) -> bool:
-        """True if ``host`` resolves at all (any port) for the local world."""
-        return any(h == host for h, _ in self.external) or any(s.fqdn == host for s in self.services)
