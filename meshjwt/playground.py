@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from meshjwt.errors import ConfigError
 from meshjwt.keys import KeySet
+from meshjwt.scenarios.loader import read_resources
 from meshjwt.scenarios.model import substitute
 from meshjwt.settings import Settings, Timeouts
 from meshjwt.targets.local import NAMESPACE, LocalMesh
@@ -63,23 +62,11 @@ def snapshot(directory: Path) -> Snapshot:
 
 def load_policies(directory: Path, variables: Mapping[str, str]) -> list[dict[str, Any]]:
     """Every Istio resource of the folder's YAML files (``kind: List`` expanded, ``${VAR}`` substituted)."""
-    resources: list[dict[str, Any]] = []
-    for path in policy_files(directory):
-        try:
-            documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}{line}: malformed YAML: {exc.problem or exc.context}") from None
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read: {exc}") from None
-        for index, document in enumerate(documents, start=1):
-            items = document.get("items") if isinstance(document, dict) and document.get("kind") == "List" else None
-            for resource in items if isinstance(items, list) else [document]:
-                if not isinstance(resource, dict) or not resource.get("kind"):
-                    raise ConfigError(f"{path}: document {index} is not a Kubernetes resource (no kind)")
-                resources.append(substitute(resource, variables, where=str(path)))
-    return resources
+    return [
+        substitute(resource, variables, where=str(path))
+        for path in policy_files(directory)
+        for resource in read_resources(path)
+    ]
 
 
 def describe(resources: list[dict[str, Any]]) -> str:
@@ -152,21 +139,12 @@ class Playground:
         if seen == self.applied:
             return None
         self.applied = seen  # a bad version is reported once, not at every poll
-        previous = self.mesh.applied
-        try:
+        try:  # LocalMesh.apply leaves the previous configuration in force when it refuses
             resources = load_policies(self.options.policies, self.variables())
             self.mesh.apply(resources)
         except Exception as exc:  # noqa: BLE001 - any bad policy is one line; the playground keeps going
-            self._restore(previous)
             return f"reload failed (previous policies still apply): {type(exc).__name__}: {one_line(exc)}"
         return f"reloaded: {describe(resources)}"
-
-    def _restore(self, previous: list[Any]) -> None:
-        """Push the last good resources again, in case Envoy took part of a refused update."""
-        try:
-            self.mesh.apply(previous)
-        except Exception as exc:  # noqa: BLE001
-            self.say(f"could not restore the previous policies: {one_line(exc)}")
 
     def watch(self, stop: Callable[[], bool]) -> None:
         """Poll the folder until ``stop()`` says so, printing what each change did."""

@@ -180,7 +180,7 @@ def test_missing_folder(tmp_path: Path) -> None:
 
 def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("apiVersion: v1\nkind: [\n")
-    assert re.search(r"p\.yaml:\d+: malformed YAML", bad_input(tmp_path, "--policies", str(tmp_path)).stderr)
+    assert re.search(r"p\.yaml:\d+: not valid YAML", bad_input(tmp_path, "--policies", str(tmp_path)).stderr)
 
 
 def test_policy_the_mesh_refuses_at_start(tmp_path: Path) -> None:

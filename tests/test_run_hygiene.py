@@ -40,6 +40,14 @@ cases:
 """
 
 
+def wait_until_gone(marker: str, ports: list[int], timeout: float = 5.0) -> None:
+    """Poll until no process mentions ``marker`` and no port is bound. A dying process loses its command
+    line (its memory is released) before the kernel closes its sockets, so both are polled."""
+    deadline = time.monotonic() + timeout
+    while (processes_mentioning(marker) or any(is_listening(p) for p in ports)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def processes_mentioning(marker: str) -> list[str]:
     """Command lines of live processes that mention ``marker`` (our runs put it in every child's argv)."""
     found = []
@@ -73,9 +81,7 @@ class Run:
                                 text=True)  # fmt: skip
 
     def assert_clean(self) -> None:
-        deadline = time.monotonic() + 5
-        while processes_mentioning(str(self.tmp)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_gone(str(self.tmp), self.ports)
         assert processes_mentioning(str(self.tmp)) == []
         assert not [p for p in self.ports if is_listening(p)], f"listener ports still bound: {self.ports}"
         assert list(self.tmp.iterdir()) == [], "the run directory is removed"
@@ -131,9 +137,7 @@ def test_clean_after_interrupt_or_kill_mid_run(tmp_path, sig):
             proc.communicate()
     assert proc.returncode == (2 if sig == signal.SIGINT else -signal.SIGKILL), output
     if sig == signal.SIGKILL:  # no cleanup code ran: the children die with their parent (PR_SET_PDEATHSIG)
-        deadline = time.monotonic() + 5
-        while processes_mentioning(str(run.tmp)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_gone(str(run.tmp), run.ports)
         assert processes_mentioning(str(run.tmp)) == []
         assert not [p for p in run.ports if is_listening(p)], f"listener ports still bound: {run.ports}"
     else:

@@ -119,9 +119,8 @@ def resources_of(path: Path) -> Iterator[tuple[str, Any]]:
                 if isinstance(entry, dict) and "inline" in entry:
                     yield f"manifests[{number}] (inline)", fill(entry["inline"])
                 elif isinstance(entry, dict) and "file" in entry:
-                    ref = next(
-                        (p for p in (path.parent / entry["file"], Path(entry["file"])) if p.is_file()), None
-                    )
+                    ref = path.parent / entry["file"]  # as the scenario loader resolves it
+                    ref = ref if ref.is_file() else None
                     if ref is None:
                         yield f"manifests[{number}]", {"__error__": f"file {entry['file']} not found"}
                         continue

@@ -7,7 +7,7 @@ something was unsupported or not run, else ``success``. Every free text is scrub
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +19,6 @@ from meshjwt.scenarios.runner import CaseResult
 from meshjwt.targets.base import MeshInfo
 from meshjwt.tokens import scrub
 
-MissingFeatures = Callable[[Sequence[str]], Mapping[str, str]]
 API_VERSION = "meshjwt.conformance/v1alpha1"
 KIND = "ConformanceReport"
 #: verdicts of a case in the report; "error" (the case crashed) counts as failed
@@ -52,7 +51,6 @@ class RunInfo:
     date: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     interrupted: bool = False
     collected: int | None = None  # scenario cases selected for the run (None: unknown)
-    missing_features: MissingFeatures | None = None  # features → why this mesh lacks them
 
 
 def camel(name: str) -> str:
@@ -133,15 +131,14 @@ def latest(results: Iterable[CaseResult], interrupted: bool) -> list[CaseResult]
     return list(by_id.values())
 
 
-def features(results: Sequence[CaseResult], missing: MissingFeatures | None = None) -> dict[str, list[str]]:
-    """Supported: needed by a case that ran. Unsupported: what made a case unsupported — the features
-    ``missing`` names for it, else (the target refused, say) those of its features no case that ran needs."""
+def features(results: Sequence[CaseResult]) -> dict[str, list[str]]:
+    """Supported: needed by a case that ran. Unsupported: what made a case unsupported — the features the
+    runner found missing for it, else (the target refused, say) those of its features no case that ran needs."""
     ran = {f for r in results if verdict_of(r) != "unsupported" for f in r.features}
     lacking: set[str] = set()
     for result in results:
         if verdict_of(result) == "unsupported":
-            named = set(missing(result.features)) if missing else set()
-            lacking |= named or (set(result.features) - ran)
+            lacking |= set(result.missing_features) or (set(result.features) - ran)
     return {"supported": sorted(ran - lacking), "unsupported": sorted(lacking)}
 
 
@@ -186,7 +183,7 @@ def build_report(results: Iterable[CaseResult], run: RunInfo) -> dict[str, Any]:
         "interrupted": run.interrupted,
         "result": overall(stats),
         "statistics": stats,
-        "features": features(chosen, run.missing_features),
+        "features": features(chosen),
         "claims": claims(chosen),
     }
 

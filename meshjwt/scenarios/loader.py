@@ -111,14 +111,31 @@ def _resources(file: Path, node: yaml.Node, doc: Mapping[str, Any]) -> list[Mapp
         if not target.is_file():
             raise ScenarioError(f"{file}:{line}: manifests[{i}].file {item['file']!r} not found (relative to the file)")
         try:
-            loaded = [d for d in yaml.safe_load_all(target.read_text()) if d]
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"{file}:{line}: {item['file']} is not valid YAML: {exc}") from None
-        for resource in loaded:
-            if not isinstance(resource, dict) or not {"apiVersion", "kind", "metadata"} <= set(resource):
-                raise ScenarioError(f"{file}:{line}: {item['file']} holds a document that is not a Kubernetes resource")
-        out += loaded
+            out += read_resources(target)
+        except ConfigError as exc:
+            raise ScenarioError(f"{file}:{line}: manifests[{i}].file: {exc}") from None
     return out
+
+
+def read_resources(path: Path) -> list[dict[str, Any]]:
+    """The Kubernetes resources of a YAML file (``kind: List`` expanded); ``path:line: why`` if it has other things."""
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+    resources: list[dict[str, Any]] = []
+    for index, document in enumerate(documents, start=1):
+        items = document.get("items") if isinstance(document, dict) and document.get("kind") == "List" else None
+        for resource in items if isinstance(items, list) else [document]:
+            if not isinstance(resource, dict) or not {"apiVersion", "kind", "metadata"} <= set(resource):
+                raise ConfigError(f"{path}: document {index} is not a Kubernetes resource "
+                                    "(apiVersion, kind and metadata are needed)")  # fmt: skip
+            resources.append(resource)
+    return resources
 
 
 def _token(spec: Any) -> TokenSpec:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from meshjwt import features
@@ -28,6 +29,7 @@ class CaseResult:
     request: str
     expected: Expectation
     outcome: Outcome | None = None
+    missing_features: Mapping[str, str] = field(default_factory=dict)  # feature → why this mesh lacks it
     verdict: str = "pending"  # passed | failed | unsupported | error (input the target cannot translate)
     detail: str = ""
 
@@ -123,7 +125,7 @@ class ScenarioRunner:
         missing = features.unsupported(result.features, info.flavor, info.version,
                                        self.settings.supported_features, self.settings.exempt_features)  # fmt: skip
         if missing:
-            result.verdict = "unsupported"
+            result.verdict, result.missing_features = "unsupported", missing
             result.detail = "; ".join(f"{name}: {why}" for name, why in missing.items())
             raise Unsupported(result.detail)
         try:

@@ -22,7 +22,7 @@ from meshjwt import __version__, pki
 from meshjwt.errors import ConfigError, EnvironmentProblem
 from meshjwt.localmesh import processes
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
-from meshjwt.localmesh.envoy import Envoy, envoy_binary
+from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
 from meshjwt.localmesh.ports import free_port, require_free
 from meshjwt.localmesh.translate.network import static_cluster
 from meshjwt.localmesh.world import Service, Workload, World
@@ -199,7 +199,12 @@ class LocalMesh(Mesh):
         copies = [json.loads(json.dumps(r)) for r in resources]
         mode = jwks_fetch_mode or self.settings.jwks_fetch_mode
         translation = self.control_plane.translate(copies, mode)
-        self.envoy.push(translation.clusters, translation.listeners, self.settings.timeouts.apply)
+        try:
+            self.envoy.push(translation.clusters, translation.listeners, self.settings.timeouts.apply)
+        except ConfigRejected:
+            if self.last:  # Envoy may have taken the clusters but not the listeners: put the last good back
+                self.envoy.push(self.last.clusters, self.last.listeners, self.settings.timeouts.apply)
+            raise
         self.last, self.applied = translation, copies
         self._close_connections()  # new connections land on the new listener config
 
