@@ -183,3 +183,19 @@ def test_a_new_policy_governs_the_very_next_request(mesh, keys, tokens):
             pass
         finally:
             old.close()
+
+
+def test_a_config_envoy_refuses_leaves_the_last_good_one(mesh, keys, tokens, monkeypatch):
+    from meshjwt.localmesh.envoy import ConfigRejected
+
+    mesh.apply([ra("a", {"issuer": tokens.issuer, "jwks": keys.jwks_json()})])
+    good = mesh.control_plane.translate([ra("a", {"issuer": tokens.issuer, "jwks": keys.jwks_json()})])
+    broken = good.listeners[0]["filterChains"][0]["filters"][0]["typedConfig"]
+    broken.pop("routeConfig")  # Envoy requires a route specifier: it rejects this listener
+    good.clusters.append({"name": "extra", "type": "STATIC", "connectTimeout": "1s"})  # CDS itself is fine
+    monkeypatch.setattr(mesh.control_plane, "translate", lambda resources, mode="istiod": good)
+    with pytest.raises(ConfigRejected, match="route_specifier"):
+        mesh.apply([])
+    monkeypatch.undo()
+    assert get(mesh, tokens.expired()).status == 401, "the RequestAuthentication still applies"
+    assert "extra" not in {c["name"] for c in mesh.envoy.last_config["clusters"]}, "clusters were put back"

@@ -15,6 +15,7 @@ from typing import Any
 
 from meshjwt.errors import EnvironmentProblem, MeshJwtError
 from meshjwt.localmesh import processes
+from meshjwt.tokens import scrub
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -83,6 +84,7 @@ class Envoy:
         self.proc = None
         self._versions = {"lds": 0, "cds": 0}
         self.last_config: dict[str, Any] = {}
+        self._log_seen = -1  # offset of the last rejection reason reported
 
     def bootstrap(self) -> dict[str, Any]:
         """Bootstrap: loopback admin on a kernel-chosen port, LDS and CDS from watched files."""
@@ -117,7 +119,7 @@ class Envoy:
                 "--disable-hot-restart", "--concurrency", "1", "-l", self.log_level,
                 "--component-log-level", "config:info",
                 "--drain-time-s", "0", "--drain-strategy", "immediate",
-                "--log-path", str(self.log_path),
+                "--log-path", str(self.log_path), "--file-flush-interval-msec", "50",
             ],
             log=self.workdir / "envoy.stderr",
         )  # fmt: skip
@@ -180,14 +182,23 @@ class Envoy:
     def _refusals(stats: dict[str, str], prefix: str) -> int:
         return sum(int(stats.get(f"{prefix}.update_{what}", 0)) for what in ("rejected", "failure"))
 
-    def rejection(self) -> str:
-        """The reason of the last refused update, from Envoy's (multi-line) log message."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        start = max(text.rfind("update rejected:"), text.rfind("update failed"), text.rfind("Filesystem config"))
-        if start < 0:
-            return f"no reason logged (see {self.log_path})"
-        end = text.find("\n[", start)
-        return " ".join(text[start : end if end > 0 else None].split())[:600]
+    def rejection(self, wait: float = 2.0) -> str:
+        """The reason of the last refused update, from Envoy's (multi-line) log message. Envoy writes its
+        log asynchronously, so the reason may land a moment after the counter moved: poll for it."""
+        deadline = time.monotonic() + wait
+        while True:
+            text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+            start = max(text.rfind("update rejected:"), text.rfind("update failed"), text.rfind("Filesystem config"))
+            if start >= 0 and start > self._log_seen:
+                self._log_seen = start
+                end = text.find("\n[", start)
+                reason = " ".join(text[start : end if end > 0 else None].split())
+                if len(reason) > 700:  # Envoy dumps the whole proto between "which listener" and "why"
+                    reason = f"{reason[:200]} … {reason[-400:]}"
+                return scrub(reason)  # the dump holds inline JWKS (HS secrets)
+            if time.monotonic() > deadline:
+                return f"no reason logged (see {self.log_path})"
+            time.sleep(0.01)
 
     def log_tail(self, lines: int = 20) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
