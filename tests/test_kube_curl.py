@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from meshjwt.kube.curl import MARKER, WRITE_OUT, CurlResult, parse
+import shutil
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from meshjwt.kube.curl import MARKER, CurlResult, Transfer, batch_config, parse, parse_batch
 
 
 def run(
@@ -11,9 +18,53 @@ def run(
     return CurlResult(out + f"{MARKER}{code} {curl_exit}", stderr, curl_exit if rc is None else rc)
 
 
-def test_write_out_format_is_shell_safe_and_matches_marker():
-    assert WRITE_OUT == "\\n__MESHJWT_CURL__ %{http_code} %{exitcode}"
-    assert MARKER == "\n__MESHJWT_CURL__ "
+class _Echo(BaseHTTPRequestHandler):
+    """Answers every request with its method, path and X-Token header (or 404 under /missing)."""
+
+    def _answer(self) -> None:
+        body = f"{self.command} {self.path} {self.headers.get('X-Token')} {self.headers.get('X-Empty')!r}".encode()
+        self.send_response(404 if self.path.startswith("/missing") else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def echo_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_batch_config_runs_every_transfer_in_order_with_verbatim_paths(echo_url):
+    transfers = [
+        Transfer(f"{echo_url}/a/../b?x=1", headers={"X-Token": 'q"uo\\te', "X-Empty": ""}),
+        Transfer(f"{echo_url}/missing", method="POST"),
+        Transfer("http://127.0.0.1:1/refused"),
+        Transfer(f"{echo_url}/last"),
+    ]
+    config = batch_config(transfers, timeout=5, nonce="n0nce")
+    done = subprocess.run(["curl", "-sS", "-K", "-"], input=config, capture_output=True, text=True, timeout=30)
+    answers = parse_batch(CurlResult(done.stdout, done.stderr, done.returncode), "n0nce", len(transfers))
+    assert [a.status for a in answers] == [200, 404, 0, 200]
+    assert answers[0].body == "GET /a/../b?x=1 q\"uo\\te ''"  # path as is, quotes and backslashes intact
+    assert answers[1].body.startswith("POST /missing")
+    assert "curl exit 7" in (answers[2].error or "")
+    assert answers[3].body.startswith("GET /last") and "__MESHJWT_CURL__" not in answers[3].body
+
+
+def test_batch_missing_transfer_is_no_response():
+    answers = parse_batch(CurlResult("", "error: pod not found", 1), "n", 2)
+    assert [a.status for a in answers] == [0, 0] and "pod not found" in (answers[1].error or "")
 
 
 def test_status_headers_and_body():

@@ -74,19 +74,11 @@ def test_istioctl_and_kubectl_command_lines():
     ]
 
 
-def test_exec_curl_line_names_container_without_tty_and_keeps_path():
-    curl = plans.curl_args(
-        "http://httpbin.foo:8000/a/../b",
-        method="POST",
-        headers={"Authorization": "Bearer t", "X-Empty": ""},
-        timeout=7,
-    )
-    args = plans.exec_args(["kubectl"], "foo", "sleep-1", "sleep", curl)
-    assert args[:7] == ["kubectl", "exec", "-n", "foo", "sleep-1", "-c", "sleep"]
-    assert args[7] == "--" and "-t" not in args and "-i" not in args and "-it" not in args
-    assert "--path-as-is" in curl and curl[-1] == "http://httpbin.foo:8000/a/../b"
-    assert curl[curl.index("-X") : curl.index("-X") + 2] == ["-X", "POST"]
-    assert "Authorization: Bearer t" in curl and "X-Empty;" in curl and curl[curl.index("-m") + 1] == "7"
+def test_exec_line_names_container_without_tty_and_stdin_only_when_asked():
+    args = plans.exec_args(["kubectl"], "foo", "sleep-1", "sleep", ["curl", "-K", "-"], stdin=True)
+    assert args[:8] == ["kubectl", "exec", "-i", "-n", "foo", "sleep-1", "-c", "sleep"]
+    assert args[8] == "--" and "-t" not in args and "-it" not in args
+    assert "-i" not in plans.exec_args(["kubectl"], "foo", "sleep-1", "sleep", ["true"])
 
 
 def _dep(ready=1, generation=2, observed=2, replicas=1):

@@ -1,14 +1,16 @@
-"""Parse what ``curl -sS -D - -o - -w WRITE_OUT`` printed: header blocks, body, status and exit code."""
+"""curl in a pod: a batch of requests as a curl config (``curl -K -``), and its output parsed back:
+header blocks, body, status and exit code of each transfer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from meshjwt.targets.base import Response
 
+#: what curl writes after each body: this marker, the HTTP status and curl's own exit code.
 MARKER = "\n__MESHJWT_CURL__ "
-#: appended by curl after the body: HTTP status and curl's own exit code.
-WRITE_OUT = MARKER.replace("\n", "\\n") + "%{http_code} %{exitcode}"
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,15 @@ class CurlResult:
     stdout: str
     stderr: str
     returncode: int  # of kubectl exec / curl
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One request for curl: URL (path sent verbatim), method and headers."""
+
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def _parse_headers(block: str) -> dict[str, str]:
@@ -57,3 +68,48 @@ def parse(result: CurlResult) -> Response:
         headers, rest = _parse_headers(rest[:end]), rest[end + size :]
     error = None if curl_exit == 0 else f"curl exit {curl_exit}: {error_line}"
     return Response(int(code), headers=headers, body=rest, error=error)
+
+
+def _quote(value: str) -> str:
+    """A curl config-file string: double-quoted, with backslash escapes."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
+
+
+def batch_config(transfers: Sequence[Transfer], *, timeout: float, nonce: str) -> str:
+    """A curl config (read with ``curl -K -``) doing ``transfers`` one after another, each writing headers,
+    body and a numbered marker line with its status and exit code. Tokens travel on stdin, never in the
+    exec URL or a process list."""
+    blocks = []
+    for index, transfer in enumerate(transfers):
+        lines = ["path-as-is", "dump-header = \"-\"", "output = \"-\"", f"max-time = {timeout:g}",
+                 f"write-out = {_quote(batch_marker(nonce, index) + '%{http_code} %{exitcode}' + chr(10))}"]
+        method = transfer.method.upper()
+        if method == "HEAD":
+            lines.append("head")
+        elif method != "GET":
+            lines.append(f"request = {_quote(method)}")
+        for name, value in transfer.headers.items():
+            lines.append(f"header = {_quote(f'{name}: {value}' if value != '' else f'{name};')}")
+        lines.append(f"url = {_quote(transfer.url)}")
+        blocks.append("\n".join(lines))
+    return "\nnext\n".join(blocks) + "\n"
+
+
+def batch_marker(nonce: str, index: int) -> str:
+    return f"\n__MESHJWT_CURL__ {nonce} {index} "
+
+
+def parse_batch(result: CurlResult, nonce: str, count: int) -> list[Response]:
+    """Split the output of a :func:`batch_config` run into ``count`` Responses (missing ones: status 0)."""
+    pattern = re.compile("\n__MESHJWT_CURL__ " + re.escape(nonce) + r" (\d+) (\S+) (\S+)\n?")
+    answers: dict[int, Response] = {}
+    start = 0
+    for match in pattern.finditer(result.stdout):
+        chunk = result.stdout[start : match.start()]
+        start = match.end()
+        single = CurlResult(f"{chunk}{MARKER}{match.group(2)} {match.group(3)}", result.stderr, result.returncode)
+        answers[int(match.group(1))] = parse(single)
+    error = " ".join(result.stderr.split())[:300] or f"exit {result.returncode}"
+    return [answers.get(i, Response(0, error=f"no curl result for request {i + 1} of {count}: {error}"))
+            for i in range(count)]  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import http.client
+import secrets
 import subprocess
 import sys
 import time
@@ -16,9 +17,9 @@ import yaml
 
 from meshjwt.errors import EnvironmentProblem, TargetCannot
 from meshjwt.kube import readiness, workloads
-from meshjwt.kube.curl import CurlResult, parse
+from meshjwt.kube.curl import CurlResult, Transfer, batch_config, parse_batch
 from meshjwt.kube.kubectl import Kubectl, ResourceRef, first_line
-from meshjwt.kube.plans import RUN_LABEL, curl_args, exec_args
+from meshjwt.kube.plans import RUN_LABEL, exec_args
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, Request, Response
 
@@ -45,6 +46,7 @@ class KubeMesh(Mesh):
         self._applied: list[tuple[ResourceRef, dict[str, Any]]] = []
         self._sleep_pod: str | None = None
         self._scenarios_started: float | None = None
+        self.exec_calls = 0  # kubectl exec calls that sent requests (one per convergence round)
 
     # --- phases ---------------------------------------------------------------------------
     def phase(self, name: str, started: float) -> None:
@@ -152,7 +154,7 @@ class KubeMesh(Mesh):
     def request(self, request: Request) -> Response:
         if request.client == "ingress":
             return self.ingress_request(request)
-        return self.mesh_request(request)
+        return self.mesh_requests([request])[0]
 
     def sleep_pod(self) -> str:
         assert self.data is not None
@@ -166,27 +168,43 @@ class KubeMesh(Mesh):
             self._sleep_pod = running[0]
         return self._sleep_pod
 
-    def mesh_request(self, request: Request) -> Response:
-        """curl from the sleep pod (kubectl exec, no TTY, container ``sleep``), path sent verbatim."""
+    def request_many(self, requests: Sequence[Request]) -> list[Response]:
+        """Mesh requests go out together in one ``kubectl exec`` (curl reading its config from stdin);
+        ingress requests go straight to the gateway."""
+        answers: dict[int, Response] = {}
+        mesh = [(i, r) for i, r in enumerate(requests) if r.client != "ingress"]
+        if mesh:
+            answers.update(zip((i for i, _ in mesh), self.mesh_requests([r for _, r in mesh]), strict=True))
+        for index, request in enumerate(requests):
+            if request.client == "ingress":
+                answers[index] = self.ingress_request(request)
+        return [answers[i] for i in range(len(requests))]
+
+    def mesh_requests(self, requests: Sequence[Request]) -> list[Response]:
+        """curl from the sleep pod (kubectl exec -i, no TTY, container ``sleep``), paths sent verbatim."""
         assert self.data is not None
-        host = request.host or f"httpbin.{self.vars['NAMESPACE']}:8000"
         timeout = self.settings.timeouts.request
-        command = curl_args(
-            f"http://{host}{request.path}", method=request.method, headers=request.headers, timeout=timeout
-        )
-        args = exec_args(self.data.base, self.vars["NAMESPACE"], self.sleep_pod(), "sleep", command)
+        default_host = f"httpbin.{self.vars['NAMESPACE']}:8000"
+        transfers = [Transfer(f"http://{r.host or default_host}{r.path}", r.method, r.headers) for r in requests]
+        nonce = secrets.token_hex(8)
+        config = batch_config(transfers, timeout=timeout, nonce=nonce)
+        args = exec_args(self.data.base, self.vars["NAMESPACE"], self.sleep_pod(), "sleep", ["curl", "-sS", "-K", "-"],
+                         stdin=True)
+        budget = timeout * len(requests) + 15
+        self.exec_calls += 1
         try:
-            done = subprocess.run(
-                args, capture_output=True, text=True, timeout=timeout + 15, errors="replace"
-            )
+            done = subprocess.run(args, input=config, capture_output=True, text=True, timeout=budget, errors="replace")
         except subprocess.TimeoutExpired:
-            return Response(0, error=f"kubectl exec timed out after {timeout + 15:g}s")
+            return [Response(0, error=f"kubectl exec timed out after {budget:g}s")] * len(requests)
         if "__MESHJWT_CURL__" not in done.stdout and done.returncode != 0:
             self._sleep_pod = None  # the pod may be gone; look it up again next time
-            return Response(
-                0, error=f"kubectl exec failed (exit {done.returncode}): {first_line(done.stderr)}"
-            )
-        return parse(CurlResult(done.stdout, done.stderr, done.returncode))
+            error = f"kubectl exec failed (exit {done.returncode}): {first_line(done.stderr)}"
+            return [Response(0, error=error)] * len(requests)
+        return parse_batch(CurlResult(done.stdout, done.stderr, done.returncode), nonce, len(requests))
+
+    def mesh_request(self, request: Request) -> Response:
+        """One request from the sleep pod (see :meth:`mesh_requests`)."""
+        return self.mesh_requests([request])[0]
 
     def ingress_request(self, request: Request) -> Response:
         """HTTP to the gateway with http.client, which sends the path verbatim (no dot-segment removal)."""

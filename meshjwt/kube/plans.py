@@ -7,7 +7,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from meshjwt.kube.curl import WRITE_OUT
 from meshjwt.kube.versions import IstioRelease
 
 #: NodePorts of the ingress gateway on kind, published on the host through extraPortMappings.
@@ -111,21 +110,6 @@ def istioctl_install_args(
     ]
 
 
-def kind_create_args(kind: str, name: str, config_file: str, kubeconfig: str, wait: float) -> list[str]:
-    """What pytest-kind's KindCluster.create runs, plus --wait (listed for the report and tests)."""
-    return [
-        kind,
-        "create",
-        "cluster",
-        f"--name={name}",
-        f"--kubeconfig={kubeconfig}",
-        "--config",
-        config_file,
-        "--wait",
-        f"{int(wait)}s",
-    ]
-
-
 def kubectl_base(kubectl: str, kubeconfig: str | None = None, context: str | None = None) -> list[str]:
     """kubectl with an explicit kubeconfig/context (never the user's implicit current context on kind)."""
     args = [kubectl]
@@ -136,25 +120,11 @@ def kubectl_base(kubectl: str, kubeconfig: str | None = None, context: str | Non
     return args
 
 
-def curl_args(
-    url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None, timeout: float = 10.0
-) -> list[str]:
-    """curl sending ``url``'s path verbatim, headers and body to stdout, status + exit code last."""
-    args = ["curl", "-sS", "--path-as-is", "-D", "-", "-o", "-", "-w", WRITE_OUT, "-m", f"{timeout:g}"]
-    if method.upper() == "HEAD":
-        args.append("-I")
-    elif method.upper() != "GET":
-        args += ["-X", method.upper()]
-    for name, value in (headers or {}).items():
-        args += ["-H", f"{name}: {value}" if value != "" else f"{name};"]
-    return [*args, url]
-
-
 def exec_args(
-    base: Sequence[str], namespace: str, pod: str, container: str, command: Sequence[str]
+    base: Sequence[str], namespace: str, pod: str, container: str, command: Sequence[str], *, stdin: bool = False
 ) -> list[str]:
-    """``kubectl exec`` without TTY or stdin, naming the container."""
-    return [*base, "exec", "-n", namespace, pod, "-c", container, "--", *command]
+    """``kubectl exec`` without TTY (with stdin only when asked), naming the container."""
+    return [*base, "exec", *(["-i"] if stdin else []), "-n", namespace, pod, "-c", container, "--", *command]
 
 
 def rollout_status_args(base: Sequence[str], namespace: str, deployment: str, timeout: float) -> list[str]:

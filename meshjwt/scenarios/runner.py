@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from meshjwt import features
-from meshjwt.converge import Outcome, converge
+from meshjwt.converge import Outcome, converge_many
 from meshjwt.errors import TargetCannot, UnsupportedField
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
 from meshjwt.settings import Settings
-from meshjwt.targets.base import Mesh, MeshInfo, Request, Response
+from meshjwt.targets.base import Mesh, MeshInfo, Request
 from meshjwt.tokens import TokenFactory, mask, scrub
 
 
@@ -55,6 +55,13 @@ class ScenarioRunner:
     apply_seconds: list[float] = field(default_factory=list)
     _unsupported: dict[str, str] = field(default_factory=dict)
     _info: MeshInfo | None = None
+    _planned: dict[str, list[Case]] = field(default_factory=dict)  # scenario → its cases selected for this run
+    _ready: dict[str, CaseResult] = field(default_factory=dict)  # results converged with an earlier case
+
+    def plan(self, pairs: Sequence[tuple[Scenario, Case]]) -> None:
+        """The cases this run will ask for: the first case of a scenario converges all of them together."""
+        for scenario, case in pairs:
+            self._planned.setdefault(scenario.name, []).append(case)
 
     def variables(self) -> dict[str, str]:
         return {"ISSUER": self.tokens.issuer, **self.mesh.variables()}
@@ -114,19 +121,33 @@ class ScenarioRunner:
             return None
         return self.tokens.mint(spec.kind, spec.alg, substitute(dict(spec.claims), variables, where=where))
 
-    def run(self, scenario: Scenario, case: Case) -> CaseResult:
-        """Run one case to a verdict; never raises for a mismatch (the caller asserts on the result)."""
+    def _prepare(self, scenario: Scenario, case: Case) -> tuple[CaseResult, Request]:
+        """The case's result record (expectation for this mesh, masked request) and the request to send."""
         info = self._info = self._info or self.mesh.info()
         fetch_mode = scenario.jwks_fetch_mode or info.jwks_fetch_mode
         expected = case.expect.for_mesh(info, fetch_mode)
         request, shown = self.build_request(case)
         result = CaseResult(case=case, scenario=scenario, request=shown, expected=expected)
-        self.results.append(result)
         missing = features.unsupported(result.features, info.flavor, info.version,
                                        self.settings.supported_features, self.settings.exempt_features)  # fmt: skip
         if missing:
             result.verdict, result.missing_features = "unsupported", missing
             result.detail = "; ".join(f"{name}: {why}" for name, why in missing.items())
+        return result, request
+
+    def run(self, scenario: Scenario, case: Case) -> CaseResult:
+        """Run one case to a verdict; never raises for a mismatch (the caller asserts on the result).
+
+        The first case of a scenario converges, in the same rounds, every other planned case of that
+        scenario (so a cluster sees one ``kubectl exec`` per round, not one per request); their
+        results wait for their own call."""
+        if case.id in self._ready:
+            result = self._ready.pop(case.id)
+            self.results.append(result)
+            return result
+        result, request = self._prepare(scenario, case)
+        self.results.append(result)
+        if result.verdict == "unsupported":
             raise Unsupported(result.detail)
         try:
             self.ensure(scenario)
@@ -136,21 +157,38 @@ class ScenarioRunner:
         except UnsupportedField as exc:
             result.verdict, result.detail = "error", str(exc)
             raise
-
-        def check(response: Response) -> str | None:
-            return expected.mismatch(response.status, response.headers, response.body)
-
-        result.outcome = converge(lambda: self.mesh.request(request), check, self.settings.timeouts)
-        result.verdict = "passed" if result.outcome.passed else "failed"
-        if not result.outcome.passed:
-            t = self.settings.timeouts
-            result.detail = scrub(
-                f"{case.id}: expected {expected.describe()}"
-                + (f" ({expected.reason})" if expected.reason else "")
-                + f"; last response {result.outcome.last.summary()}; {result.outcome.attempts} attempts in "
-                f"{result.outcome.seconds:.2f}s without {t.consecutive} consecutive matches "
-                f"(timeout 'converge' = {t.converge:g}s); mismatches seen: {result.outcome.history}; "
-                f"request: {shown}"
-            )
+        batch = [(result, request)]
+        for other in self._planned.get(scenario.name, []):
+            if other.id != case.id and other.id not in self._ready and not self._ran(other):
+                prepared = self._prepare(scenario, other)
+                if prepared[0].verdict != "unsupported":
+                    batch.append(prepared)
+        self._converge(batch)
+        for other, _ in batch[1:]:
+            self._ready[other.case.id] = other
         return result
 
+    def _ran(self, case: Case) -> bool:
+        return any(r.case.id == case.id for r in self.results)
+
+    def _converge(self, batch: Sequence[tuple[CaseResult, Request]]) -> None:
+        """Converge the batch's requests together and record each case's verdict and evidence."""
+
+        def checker(expected: Expectation):
+            return lambda response: expected.mismatch(response.status, response.headers, response.body)
+
+        outcomes = converge_many(self.mesh.request_many, [(req, checker(res.expected)) for res, req in batch],
+                                 self.settings.timeouts)  # fmt: skip
+        for (result, _), outcome in zip(batch, outcomes, strict=True):
+            result.outcome = outcome
+            result.verdict = "passed" if outcome.passed else "failed"
+            if not outcome.passed:
+                t, expected = self.settings.timeouts, result.expected
+                result.detail = scrub(
+                    f"{result.case.id}: expected {expected.describe()}"
+                    + (f" ({expected.reason})" if expected.reason else "")
+                    + f"; last response {outcome.last.summary()}; {outcome.attempts} attempts in "
+                    f"{outcome.seconds:.2f}s without {t.consecutive} consecutive matches "
+                    f"(timeout 'converge' = {t.converge:g}s); mismatches seen: {outcome.history}; "
+                    f"request: {result.request}"
+                )

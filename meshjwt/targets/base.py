@@ -87,6 +87,11 @@ class Mesh(abc.ABC):
     def request(self, request: Request) -> Response:
         """Send one request and return what came back (never raises for HTTP errors)."""
 
+    def request_many(self, requests: Sequence[Request]) -> list[Response]:
+        """Send ``requests`` in order and return their answers in the same order. A target where each
+        round trip is costly (``kubectl exec`` on a cluster) sends them together."""
+        return [self.request(r) for r in requests]
+
     def artifacts(self, directory: str) -> list[str]:
         """Write diagnostics for a failed case into ``directory``; return the files written."""
         return []
