@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+import yaml
 
 from meshjwt import pki
 from meshjwt.errors import ConfigError
@@ -115,13 +119,13 @@ def _pod(containers=("app", "istio-proxy"), ready=(True, True), phase="Running",
 
 
 def test_pod_ready_means_2_of_2_with_sidecar():
-    assert readiness.pod_ready(_pod(), injected=True) == (True, "pod p: 2/2")
-    assert readiness.pod_ready(_pod(ready=(True, False)), injected=True)[1] == "pod p: 1/2 containers ready"
-    assert "no istio-proxy" in readiness.pod_ready(_pod(("app",), (True,)), injected=True)[1]
-    assert not readiness.pod_ready(_pod(), injected=False)[0]
-    assert not readiness.pod_ready(_pod(phase="Pending"), injected=True)[0]
-    assert readiness.pod_ready(_pod(native=True), injected=True)[0]  # native sidecar (init, Always)
-    assert not readiness.pods_ready([], injected=True)[0]
+    assert readiness.pod_ready(_pod(), proxy="sidecar") == (True, "pod p: 2/2")
+    assert readiness.pod_ready(_pod(ready=(True, False)), proxy="sidecar")[1] == "pod p: 1/2 containers ready"
+    assert "no istio-proxy" in readiness.pod_ready(_pod(("app",), (True,)), proxy="sidecar")[1]
+    assert not readiness.pod_ready(_pod(), proxy="none")[0]
+    assert not readiness.pod_ready(_pod(phase="Pending"), proxy="sidecar")[0]
+    assert readiness.pod_ready(_pod(native=True), proxy="sidecar")[0]  # native sidecar (init, Always)
+    assert not readiness.pods_ready([], proxy="sidecar")[0]
 
 
 def test_wait_for_times_out_with_last_reason():
@@ -226,3 +230,31 @@ def test_options_are_argparse_ready():
         "namespace_prefix",
         "keep_on_failure",
     } <= dests
+
+
+INJECT_GOLDEN = Path(os.environ.get("MESHJWT_ISTIO_GOLDEN") or Path(__file__).resolve().parents[2] / "shared"
+                     / "istio-golden") / "inject"  # fmt: skip
+
+
+def _running(template_spec: dict) -> dict:
+    """A Running pod of ``template_spec`` with every container ready."""
+    names = [c["name"] for c in template_spec.get("containers", [])]
+    names += [c["name"] for c in template_spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
+    statuses = [{"name": n, "ready": True} for n in names]
+    return {"metadata": {"name": "p"}, "spec": template_spec, "status": {"phase": "Running",
+            "containerStatuses": statuses}}  # fmt: skip
+
+
+@pytest.mark.skipif(not INJECT_GOLDEN.is_dir(), reason=f"Istio golden folder {INJECT_GOLDEN} is absent")
+@pytest.mark.parametrize(("golden", "proxy"), [("gateway.yaml.injected", "gateway"), ("hello.yaml.injected", "sidecar"),
+                                               ("native-sidecar.yaml.injected", "sidecar")])  # fmt: skip
+def test_pods_as_istio_injects_them_are_ready_for_their_proxy_kind(golden, proxy):
+    """Istio's gateway pod has one container, istio-proxy: ready as a gateway, refused as 'no proxy' (the
+    kind target used to wait for the ingress gateway with 'no istio-proxy allowed' and never got there)."""
+    obj = next(d for d in yaml.safe_load_all((INJECT_GOLDEN / golden).read_text()) if d)
+    spec = obj["spec"]["template"]["spec"] if obj["kind"] == "Deployment" else obj["spec"]
+    pod = _running(spec)
+    assert readiness.pod_ready(pod, proxy=proxy)[0], readiness.pod_ready(pod, proxy=proxy)
+    assert not readiness.pod_ready(pod, proxy="none")[0]
+    if proxy == "gateway":
+        assert not readiness.pod_ready(pod, proxy="sidecar")[0]  # one container: not app + sidecar

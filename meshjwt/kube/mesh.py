@@ -96,13 +96,13 @@ class KubeMesh(Mesh):
         self.data.apply(extra + rest, timeout=self.settings.timeouts.start)
         (self.control or self.data).apply(istio)
         budget = max(self.settings.timeouts.start * 5, 300.0)
-        for ns_var, deployment, injected in workloads.DEPLOYMENTS:
-            self.wait_deployment(self.vars[ns_var], deployment, injected=injected, timeout=budget)
+        for ns_var, deployment, proxy in workloads.DEPLOYMENTS:
+            self.wait_deployment(self.vars[ns_var], deployment, proxy=proxy, timeout=budget)
         self.phase("deploy", started)
         self._scenarios_started = time.monotonic()
 
-    def wait_deployment(self, namespace: str, name: str, *, injected: bool, timeout: float) -> None:
-        """Rollout complete and every pod of it ready (2/2 when injected)."""
+    def wait_deployment(self, namespace: str, name: str, *, proxy: readiness.ProxyKind, timeout: float) -> None:
+        """Rollout complete and every pod of it ready, with the Istio proxy ``proxy`` says."""
         assert self.data is not None
         data = self.data
 
@@ -113,7 +113,7 @@ class KubeMesh(Mesh):
                 return ok, reason
             selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
             pods = data.json(["get", "pods", "-n", namespace, "-l", selector]).get("items", [])
-            return readiness.pods_ready(pods, injected=injected, app=name)
+            return readiness.pods_ready(pods, proxy=proxy, app=name)
 
         readiness.wait_for(check, timeout=timeout, what=f"{namespace}/{name}", interval=2.0)
 
@@ -162,7 +162,7 @@ class KubeMesh(Mesh):
             items = self.data.json(["get", "pods", "-n", self.vars["NAMESPACE"], "-l", "app=sleep"]).get(
                 "items", []
             )
-            running = [p["metadata"]["name"] for p in items if readiness.pod_ready(p, injected=True)[0]]
+            running = [p["metadata"]["name"] for p in items if readiness.pod_ready(p, proxy="sidecar")[0]]
             if not running:
                 raise EnvironmentProblem(f"no ready sleep pod in namespace {self.vars['NAMESPACE']}")
             self._sleep_pod = running[0]

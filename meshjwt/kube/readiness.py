@@ -1,14 +1,18 @@
-"""Readiness as pure checks on API objects (rollout complete, injected pods 2/2), and a polling wait."""
+"""Readiness as pure checks on API objects (rollout complete, pods ready with the right proxy), and a polling wait."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from meshjwt.errors import EnvironmentProblem
 
 Check = tuple[bool, str]
+#: what a pod's Istio proxy must look like: an injected ``istio-proxy`` sidecar beside the app, none at
+#: all (istiod, CoreDNS, the JWKS server outside the mesh), or a gateway, whose one container *is*
+#: ``istio-proxy`` (Istio's gateway chart and the ``gateway`` injection template).
+ProxyKind = Literal["sidecar", "none", "gateway"]
 
 
 def deployment_rolled_out(dep: Mapping[str, Any]) -> Check:
@@ -33,8 +37,8 @@ def _sidecars(pod: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def pod_ready(pod: Mapping[str, Any], *, injected: bool) -> Check:
-    """Running, every container ready (2/2 with the sidecar), and an istio-proxy iff injected."""
+def pod_ready(pod: Mapping[str, Any], *, proxy: ProxyKind) -> Check:
+    """Running, every container ready (2/2 with a sidecar), and the ``istio-proxy`` that ``proxy`` says."""
     name = pod.get("metadata", {}).get("name", "?")
     if pod.get("metadata", {}).get("deletionTimestamp"):
         return False, f"pod {name}: terminating"
@@ -46,21 +50,24 @@ def pod_ready(pod: Mapping[str, Any], *, injected: bool) -> Check:
         s["name"]: s for s in status.get("containerStatuses", []) + status.get("initContainerStatuses", [])
     }
     ready = sum(1 for n in expected if statuses.get(n, {}).get("ready"))
-    if injected and "istio-proxy" not in expected:
+    has_proxy = "istio-proxy" in expected
+    if proxy == "sidecar" and (not has_proxy or len(expected) < 2):
         return False, f"pod {name}: no istio-proxy sidecar (is the namespace labelled for injection?)"
-    if not injected and "istio-proxy" in expected:
+    if proxy == "gateway" and not has_proxy:
+        return False, f"pod {name}: gateway pod without an istio-proxy container"
+    if proxy == "none" and has_proxy:
         return False, f"pod {name}: unexpected istio-proxy sidecar"
     if ready < len(expected):
         return False, f"pod {name}: {ready}/{len(expected)} containers ready"
     return True, f"pod {name}: {ready}/{len(expected)}"
 
 
-def pods_ready(pods: list[Mapping[str, Any]], *, injected: bool, app: str = "") -> Check:
+def pods_ready(pods: list[Mapping[str, Any]], *, proxy: ProxyKind, app: str = "") -> Check:
     """At least one pod, and all of them ready."""
     if not pods:
         return False, f"no pods{' for ' + app if app else ''} yet"
     for pod in pods:
-        ok, reason = pod_ready(pod, injected=injected)
+        ok, reason = pod_ready(pod, proxy=proxy)
         if not ok:
             return ok, reason
     return True, f"{len(pods)} pod(s) ready"

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from meshjwt.errors import ConfigError
+from meshjwt.kube.readiness import ProxyKind
 
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 #: deployment order: namespaces first, JWKS servers before anything that could use them.
@@ -22,16 +23,16 @@ WORKLOAD_FILES = (
     "bookinfo.yaml",
     "bookinfo-gateway.yaml",
 )
-#: (namespace variable, deployment, injected) that must be ready before scenarios run.
-DEPLOYMENTS = (
-    ("NAMESPACE", "nginx-proxy", True),
-    ("EXTERNAL_NAMESPACE", "jwks-external", False),
-    ("NAMESPACE", "httpbin", True),
-    ("NAMESPACE", "sleep", True),
-    ("BOOKINFO_NAMESPACE", "details-v1", True),
-    ("BOOKINFO_NAMESPACE", "ratings-v1", True),
-    ("BOOKINFO_NAMESPACE", "reviews-v1", True),
-    ("BOOKINFO_NAMESPACE", "productpage-v1", True),
+#: (namespace variable, deployment, its Istio proxy) that must be ready before scenarios run.
+DEPLOYMENTS: tuple[tuple[str, str, ProxyKind], ...] = (
+    ("NAMESPACE", "nginx-proxy", "sidecar"),
+    ("EXTERNAL_NAMESPACE", "jwks-external", "none"),
+    ("NAMESPACE", "httpbin", "sidecar"),
+    ("NAMESPACE", "sleep", "sidecar"),
+    ("BOOKINFO_NAMESPACE", "details-v1", "sidecar"),
+    ("BOOKINFO_NAMESPACE", "ratings-v1", "sidecar"),
+    ("BOOKINFO_NAMESPACE", "reviews-v1", "sidecar"),
+    ("BOOKINFO_NAMESPACE", "productpage-v1", "sidecar"),
 )
 
 

@@ -199,8 +199,8 @@ class KindMesh(KubeMesh):
                     }
                 ]
             )
-        for deployment in ("istiod", "istio-ingressgateway"):
-            self.wait_deployment("istio-system", deployment, injected=False, timeout=600)
+        for deployment, proxy in (("istiod", "none"), ("istio-ingressgateway", "gateway")):
+            self.wait_deployment("istio-system", deployment, proxy=proxy, timeout=600)
         self.phase("install", started)
 
     def _external_dns(self) -> None:
@@ -215,7 +215,7 @@ class KindMesh(KubeMesh):
                 cm["metadata"].pop(key, None)
             self.data.apply([cm])
             self.data.run(["rollout", "restart", "-n", "kube-system", "deployment/coredns"])
-        self.wait_deployment("kube-system", "coredns", injected=False, timeout=180)
+        self.wait_deployment("kube-system", "coredns", proxy="none", timeout=180)
 
     def _external_tls(self) -> tuple[str, str, str]:
         """The external JWKS endpoint's (cert, key, CA cert) PEMs."""
