@@ -21,6 +21,7 @@ import jsonschema
 import yaml
 
 from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES
+from meshjwt.kube.workloads import EXTERNAL_JWKS_HOST
 
 DEFAULT_PATHS = ("manifests", "suites/scenarios")
 ISTIO_GROUPS = {
@@ -36,7 +37,7 @@ PLAUSIBLE: dict[str, str] = {
     "BOOKINFO_NAMESPACE": "default",
     "ROOT_NAMESPACE": "istio-system",
     "EXTERNAL_NAMESPACE": "jwks-external",
-    "EXTERNAL_JWKS_HOST": "jwks.meshjwt.test",
+    "EXTERNAL_JWKS_HOST": EXTERNAL_JWKS_HOST,
     "INJECTION_LABEL_KEY": "istio-injection",
     "INJECTION_LABEL_VALUE": "enabled",
 }

@@ -12,6 +12,9 @@ import yaml
 from meshjwt.errors import ConfigError
 from meshjwt.kube.readiness import ProxyKind
 
+#: where the external JWKS endpoint lives, outside the cluster: a name no Kubernetes Service has (kind's
+#: CoreDNS rewrites it to the ``jwks-external`` Service; the local mesh maps it to its external server)
+EXTERNAL_JWKS_HOST = "jwks.meshjwt.test"
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 #: deployment order: namespaces first, JWKS servers before anything that could use them.
 WORKLOAD_FILES = (

@@ -19,7 +19,6 @@ from meshjwt.kube.versions import KIND_VERSION, KUBECTL_VERSION, istio_release
 from meshjwt.settings import Settings
 from meshjwt.targets.base import MeshInfo
 
-EXTERNAL_JWKS_HOST = "jwks.meshjwt.test"
 STATE_CONFIGMAP = "meshjwt-state"
 CA_SECRET = "meshjwt-external-ca"
 
@@ -45,7 +44,7 @@ class KindMesh(KubeMesh):
             "BOOKINFO_NAMESPACE": "default",
             "ROOT_NAMESPACE": "istio-system",
             "EXTERNAL_NAMESPACE": "jwks-external",
-            "EXTERNAL_JWKS_HOST": EXTERNAL_JWKS_HOST,
+            "workloads.EXTERNAL_JWKS_HOST": workloads.EXTERNAL_JWKS_HOST,
         }
         self.ingress_url = self.ingress_url or f"http://127.0.0.1:{plans.INGRESS_NODE_PORTS['http']}"
 
@@ -208,7 +207,7 @@ class KindMesh(KubeMesh):
         assert self.data is not None
         cm = self.data.json(["get", "configmap", "coredns", "-n", "kube-system"])
         target = f"jwks-external.{self.vars['EXTERNAL_NAMESPACE']}.svc.cluster.local"
-        corefile = workloads.corefile_with_rewrite(cm["data"]["Corefile"], EXTERNAL_JWKS_HOST, target)
+        corefile = workloads.corefile_with_rewrite(cm["data"]["Corefile"], workloads.EXTERNAL_JWKS_HOST, target)
         if corefile != cm["data"]["Corefile"]:
             cm["data"]["Corefile"] = corefile
             for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
@@ -221,7 +220,7 @@ class KindMesh(KubeMesh):
         """The external JWKS endpoint's (cert, key, CA cert) PEMs."""
         ca_cert, ca_key = self._external_ca()
         fqdn = f"jwks-external.{self.vars['EXTERNAL_NAMESPACE']}.svc.cluster.local"
-        return (*pki.server_cert(ca_cert, ca_key, [EXTERNAL_JWKS_HOST, fqdn], days=365), ca_cert)
+        return (*pki.server_cert(ca_cert, ca_key, [workloads.EXTERNAL_JWKS_HOST, fqdn], days=365), ca_cert)
 
     def stop(self) -> None:
         self.report_timings()

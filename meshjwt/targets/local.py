@@ -20,23 +20,18 @@ from jwt.algorithms import RSAAlgorithm
 
 from meshjwt import __version__, pki
 from meshjwt.errors import ConfigError, EnvironmentProblem
+from meshjwt.kube.workloads import EXTERNAL_JWKS_HOST
 from meshjwt.localmesh import processes
-from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
+from meshjwt.localmesh.control_plane import ControlPlane, Translation
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
 from meshjwt.localmesh.ports import free_port, require_free
-from meshjwt.localmesh.translate.network import static_cluster
-from meshjwt.localmesh.world import Service, Workload, World
+from meshjwt.localmesh.topology import BACKENDS, build, sample_topology
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, MeshInfo, Request, Response
 from meshjwt.tokens import scrub
 
-EXTERNAL_JWKS_HOST = "jwks.meshjwt.test"
 EXTERNAL_JWKS_PATH = "/.well-known/jwks.json"
 EXTERNAL_JWKS_CA_SECRET = "external-jwks-ca"  # meshjwt.kube.workloads creates it on real clusters
-NAMESPACE, BOOKINFO_NAMESPACE, ROOT_NAMESPACE = "foo", "default", "istio-system"
-#: the Bookinfo gateway VirtualService's routes (samples/bookinfo/networking/bookinfo-gateway.yaml)
-BOOKINFO_ROUTES = ({"path": "/productpage"}, {"path": "/login"}, {"path": "/logout"},
-                   {"prefix": "/static"}, {"prefix": "/api/v1/products"})  # fmt: skip
 
 
 def substitute_jwks() -> str:
@@ -63,6 +58,7 @@ class LocalMesh(Mesh):
         self.last: Translation | None = None
         self.applied: list[Mapping[str, Any]] = []
         self._connections: dict[int, http.client.HTTPConnection] = {}
+        self.topology = sample_topology()
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -107,7 +103,8 @@ class LocalMesh(Mesh):
         self.envoy = Envoy(self.workdir, binary)
         self.envoy.start(timeout)
         self.ports = {**self._await_workloads(timeout), **{f"listener:{k}": v for k, v in listener_ports.items()}}
-        world, proxies, clusters = self._model(listener_ports)
+        backends = {name: self.ports[name] for name in BACKENDS}
+        world, proxies, clusters = build(self.topology, listener_ports, backends)
         secrets = {EXTERNAL_JWKS_CA_SECRET: str(certs.ca_cert)}  # as the kind/cluster targets create it
         self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert), substitute_jwks(),
                                           secrets=secrets)  # fmt: skip
@@ -122,35 +119,6 @@ class LocalMesh(Mesh):
             raise EnvironmentProblem(f"local workloads did not start within {timeout:g}s (timeout 'start'): "
                                      f"{log[-1] if log else 'no output'}")  # fmt: skip
         return json.loads(line)["ports"]
-
-    def _model(self, listener: Mapping[str, int]) -> tuple[World, list[Proxy], list[dict[str, Any]]]:
-        """The modeled cluster: who runs where, which Service reaches which loopback port."""
-        httpbin = Workload("httpbin", NAMESPACE, {"app": "httpbin", "version": "v1"}, "sidecar")
-        productpage = Workload("productpage", BOOKINFO_NAMESPACE, {"app": "productpage", "version": "v1"}, "sidecar")
-        gateway = Workload("istio-ingressgateway", ROOT_NAMESPACE,
-                           {"app": "istio-ingressgateway", "istio": "ingressgateway"}, "gateway")  # fmt: skip
-        world = World(
-            root_namespace=ROOT_NAMESPACE,
-            workloads=[httpbin, productpage, gateway,
-                       Workload("sleep", NAMESPACE, {"app": "sleep"}),
-                       Workload("nginx-proxy", NAMESPACE, {"app": "nginx-proxy"})],
-            services=[Service("httpbin", NAMESPACE, 8000, listener["sidecar"]),
-                      Service("productpage", BOOKINFO_NAMESPACE, 9080, listener["productpage-sidecar"]),
-                      Service("nginx-proxy", NAMESPACE, 80, self.ports["nginx-proxy"]),
-                      Service("istio-ingressgateway", ROOT_NAMESPACE, 80, listener["gateway"])],
-            external={(EXTERNAL_JWKS_HOST, 80): self.ports["external-http"],
-                      (EXTERNAL_JWKS_HOST, 443): self.ports["external-https"]},
-        )  # fmt: skip
-        productpage_out = f"outbound|9080||productpage.{BOOKINFO_NAMESPACE}.svc.cluster.local"
-        proxies = [
-            Proxy(httpbin, listener["sidecar"], [route_to("inbound|8000||httpbin")]),
-            Proxy(productpage, listener["productpage-sidecar"], [route_to("inbound|9080||productpage")]),
-            Proxy(gateway, listener["gateway"], [route_to(productpage_out, **m) for m in BOOKINFO_ROUTES]),
-        ]
-        clusters = [static_cluster("inbound|8000||httpbin", self.ports["httpbin"]),
-                    static_cluster("inbound|9080||productpage", self.ports["productpage"])]
-        clusters += [static_cluster(f"outbound|{s.port}||{s.fqdn}", s.backend_port) for s in world.services]
-        return world, proxies, clusters
 
     def stop(self) -> None:
         """Stop Envoy and the workloads; remove the run directory unless asked to keep it."""
@@ -187,10 +155,10 @@ class LocalMesh(Mesh):
     def variables(self) -> Mapping[str, str]:
         return {
             "JWKS": self.jwks_json,
-            "NAMESPACE": NAMESPACE,
-            "BOOKINFO_NAMESPACE": BOOKINFO_NAMESPACE,
-            "ROOT_NAMESPACE": ROOT_NAMESPACE,
-            "EXTERNAL_JWKS_HOST": EXTERNAL_JWKS_HOST,
+            "NAMESPACE": self.topology.namespace,
+            "BOOKINFO_NAMESPACE": self.topology.bookinfo_namespace,
+            "ROOT_NAMESPACE": self.topology.root_namespace,
+            "EXTERNAL_JWKS_HOST": self.topology.external_hosts[0],
         }
 
     def apply(self, resources: Sequence[Mapping[str, Any]], *, jwks_fetch_mode: str | None = None) -> None:
@@ -213,7 +181,8 @@ class LocalMesh(Mesh):
 
     def request(self, request: Request) -> Response:
         port = self.ports["listener:sidecar" if request.client == "mesh" else "listener:gateway"]
-        host = request.host or (f"httpbin.{NAMESPACE}:8000" if request.client == "mesh" else "bookinfo.example.com")
+        default = f"httpbin.{self.topology.namespace}:8000" if request.client == "mesh" else "bookinfo.example.com"
+        host = request.host or default
         headers = {"Host": host, **request.headers}
         for attempt in range(2):  # a pooled connection may have been closed by Envoy: retry once, fresh
             conn = self._connections.get(port)
