@@ -18,13 +18,14 @@ from typing import Any, TextIO
 
 from meshjwt.errors import ConfigError
 from meshjwt.keys import KeySet
+from meshjwt.localmesh.topology import Topology
 from meshjwt.scenarios.loader import read_resources
 from meshjwt.scenarios.model import substitute
 from meshjwt.settings import Settings, Timeouts
-from meshjwt.targets.local import NAMESPACE, LocalMesh
+from meshjwt.targets.local import LocalMesh
 from meshjwt.tokens import DEFAULT_ISSUER, DEFAULT_SUBJECT, TokenFactory
 
-SIDECAR_HOST = f"httpbin.{NAMESPACE}:8000"
+SIDECAR_HOST = f"httpbin.{Topology().namespace}:8000"
 GATEWAY_HOST = "bookinfo.example.com"
 Snapshot = tuple[tuple[str, int, int], ...]
 

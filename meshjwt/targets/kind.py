@@ -44,7 +44,7 @@ class KindMesh(KubeMesh):
             "BOOKINFO_NAMESPACE": "default",
             "ROOT_NAMESPACE": "istio-system",
             "EXTERNAL_NAMESPACE": "jwks-external",
-            "workloads.EXTERNAL_JWKS_HOST": workloads.EXTERNAL_JWKS_HOST,
+            "EXTERNAL_JWKS_HOST": workloads.EXTERNAL_JWKS_HOST,
         }
         self.ingress_url = self.ingress_url or f"http://127.0.0.1:{plans.INGRESS_NODE_PORTS['http']}"
 
