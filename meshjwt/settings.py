@@ -15,8 +15,11 @@ JWKS_FETCH_MODES = ("istiod", "hybrid", "envoy")
 class Timeouts:
     """Every wait of the suite, by name, in seconds. Raise them for slow managed clouds."""
 
-    start: float = 60.0  # target up (local: Envoy + workloads listening)
-    apply: float = 30.0  # resources applied → proxy acknowledged the new configuration
+    start: float = 60.0  # target up (local: Envoy + workloads listening; kind: cluster created, node ready)
+    install: float = 600.0  # Istio installed and its control plane and gateway ready (kind)
+    deploy: float = 300.0  # the sample workloads rolled out and ready (2/2 with sidecars)
+    ready_poll: float = 2.0  # between readiness checks of the above
+    apply: float = 30.0  # resources applied → every affected proxy runs the new configuration
     converge: float = 30.0  # max time for a case to reach N consecutive matching responses
     request: float = 10.0  # one request
     poll_interval: float = 0.1  # between attempts of a converging case
@@ -25,7 +28,7 @@ class Timeouts:
     @classmethod
     def for_target(cls, target: str, overrides: Mapping[str, Any] | None = None) -> Timeouts:
         """Defaults for a target (the local mesh polls fast), with user overrides on top."""
-        local = cls(start=20.0, apply=10.0, converge=5.0, request=5.0, poll_interval=0.002)
+        local = cls(start=20.0, apply=10.0, converge=5.0, request=5.0, poll_interval=0.002, ready_poll=0.002)
         base = local if target == "local" else cls()
         values = {f.name: getattr(base, f.name) for f in fields(cls)}
         for key, value in (overrides or {}).items():

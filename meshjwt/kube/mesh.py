@@ -16,10 +16,12 @@ from typing import Any
 import yaml
 
 from meshjwt.errors import EnvironmentProblem, TargetCannot
-from meshjwt.kube import readiness, workloads
+from meshjwt.kube import config_probe, readiness, workloads
 from meshjwt.kube.curl import CurlResult, Transfer, batch_config, parse_batch
 from meshjwt.kube.kubectl import Kubectl, ResourceRef, first_line
 from meshjwt.kube.plans import RUN_LABEL, exec_args
+from meshjwt.localmesh.topology import GATEWAY_LABELS
+from meshjwt.localmesh.world import Workload
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, Request, Response
 
@@ -47,6 +49,9 @@ class KubeMesh(Mesh):
         self._sleep_pod: str | None = None
         self._scenarios_started: float | None = None
         self.exec_calls = 0  # kubectl exec calls that sent requests (one per convergence round)
+        self.probe_calls = 0  # kubectl exec calls that read a proxy's config (after each apply)
+        self._applied_before: list[tuple[ResourceRef, dict[str, Any]]] = []
+        self._cleared: list[tuple[ResourceRef, dict[str, Any]]] = []
 
     # --- phases ---------------------------------------------------------------------------
     def phase(self, name: str, started: float) -> None:
@@ -86,6 +91,8 @@ class KubeMesh(Mesh):
         istio = [d for d in docs if d["apiVersion"].startswith("networking.istio.io/")]
         rest = [d for d in docs if d not in namespaces and d not in istio]
         self.data.apply(namespaces)
+        if self.control is not None and self.control is not self.data:  # Gateway/VirtualService go there
+            self.control.apply(namespaces)
         extra = workloads.jwks_configmaps(
             self.jwks_json, self.vars["NAMESPACE"], self.vars["EXTERNAL_NAMESPACE"]
         )
@@ -95,27 +102,32 @@ class KubeMesh(Mesh):
             extra.append(workloads.ca_secret(self.vars["NAMESPACE"], ca_cert))
         self.data.apply(extra + rest, timeout=self.settings.timeouts.start)
         (self.control or self.data).apply(istio)
-        budget = max(self.settings.timeouts.start * 5, 300.0)
+        deadline = time.monotonic() + self.settings.timeouts.deploy
         for ns_var, deployment, proxy in workloads.DEPLOYMENTS:
-            self.wait_deployment(self.vars[ns_var], deployment, proxy=proxy, timeout=budget)
+            left = max(deadline - time.monotonic(), self.settings.timeouts.ready_poll)
+            self.wait_deployment(self.vars[ns_var], deployment, proxy=proxy, timeout=left, name="deploy")
         self.phase("deploy", started)
         self._scenarios_started = time.monotonic()
 
-    def wait_deployment(self, namespace: str, name: str, *, proxy: readiness.ProxyKind, timeout: float) -> None:
-        """Rollout complete and every pod of it ready, with the Istio proxy ``proxy`` says."""
+    def wait_deployment(
+        self, namespace: str, deployment: str, *, proxy: readiness.ProxyKind, timeout: float, name: str
+    ) -> None:
+        """Rollout complete and every pod of it ready, with the Istio proxy ``proxy`` says, within the
+        named timeout ``name`` (``timeout`` seconds left of it)."""
         assert self.data is not None
         data = self.data
 
         def check() -> readiness.Check:
-            dep = data.json(["get", "deployment", name, "-n", namespace])
+            dep = data.json(["get", "deployment", deployment, "-n", namespace])
             ok, reason = readiness.deployment_rolled_out(dep)
             if not ok:
                 return ok, reason
             selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
             pods = data.json(["get", "pods", "-n", namespace, "-l", selector]).get("items", [])
-            return readiness.pods_ready(pods, proxy=proxy, app=name)
+            return readiness.pods_ready(pods, proxy=proxy, app=deployment)
 
-        readiness.wait_for(check, timeout=timeout, what=f"{namespace}/{name}", interval=2.0)
+        readiness.wait_for(check, timeout=timeout, what=f"{namespace}/{deployment} (timeout '{name}')",
+                           interval=self.settings.timeouts.ready_poll)  # fmt: skip
 
     # --- Mesh interface -------------------------------------------------------------------
     def variables(self) -> Mapping[str, str]:
@@ -136,12 +148,15 @@ class KubeMesh(Mesh):
             doc["metadata"].setdefault("namespace", self.vars["NAMESPACE"])
             wanted.append((ResourceRef.of(doc), doc))
         keep = {ref for ref, _ in wanted}
+        self._applied_before = list(self._applied) + self._cleared
+        self._cleared = []
         for ref, _ in self._applied:
             if ref not in keep:
                 target.delete(ref, timeout=self.settings.timeouts.apply)
         self._applied = [item for item in self._applied if item[0] in keep]
         target.apply([doc for _, doc in wanted], timeout=self.settings.timeouts.apply)
-        self._applied = wanted
+        previous, self._applied = [doc for _, doc in self._applied_before], wanted
+        self.await_proxies([doc for _, doc in wanted], previous)
 
     def clear(self) -> None:
         target = self.control or self.data
@@ -149,7 +164,41 @@ class KubeMesh(Mesh):
             return
         for ref, _ in reversed(self._applied):
             target.delete(ref, timeout=self.settings.timeouts.apply)
-        self._applied = []
+        self._cleared, self._applied = self._cleared + self._applied, []
+
+    def proxies(self) -> list[tuple[Workload, str, str]]:
+        """The proxies scenarios configure: (workload as istiod selects it, namespace, deployment)."""
+        ns, root = self.vars["NAMESPACE"], self.vars["ROOT_NAMESPACE"]
+        gateway = Workload("istio-ingressgateway", root, dict(GATEWAY_LABELS))
+        return [(Workload("httpbin", ns, {"app": "httpbin", "version": "v1"}), ns, "httpbin"),
+                (gateway, root, "istio-ingressgateway")]  # fmt: skip
+
+    def await_proxies(
+        self, resources: Sequence[Mapping[str, Any]], previous: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Wait (timeout 'apply') until every proxy that ``resources`` or ``previous`` select runs exactly
+        ``resources``: no verdict is ever taken on stale config."""
+        assert self.data is not None
+        root, data = self.vars["ROOT_NAMESPACE"], self.data
+        for workload, namespace, deployment in self.proxies():
+            want = config_probe.expected(resources, workload, root)
+            if want == config_probe.expected(previous, workload, root) == config_probe.Fingerprint.NONE:
+                continue  # nothing selected it before or now
+
+            def check(
+                want: config_probe.Fingerprint = want, ns: str = namespace, dep: str = deployment
+            ) -> readiness.Check:
+                dump = ["exec", "-n", ns, f"deploy/{dep}", "-c", "istio-proxy", "--", *config_probe.CONFIG_DUMP]
+                done = data.run(dump, timeout=30, check=False)
+                self.probe_calls += 1
+                if done.returncode != 0:
+                    return False, f"config_dump of {ns}/{dep} failed: {first_line(done.stderr)}"
+                problems = want.differences(config_probe.running(done.stdout))
+                return not problems, f"{ns}/{dep}: {', '.join(problems[:4]) or 'up to date'}"
+
+            readiness.wait_for(check, timeout=self.settings.timeouts.apply,
+                               what=f"config of {namespace}/{deployment} (timeout 'apply')",
+                               interval=self.settings.timeouts.poll_interval)  # fmt: skip
 
     def request(self, request: Request) -> Response:
         if request.client == "ingress":

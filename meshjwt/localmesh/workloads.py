@@ -7,6 +7,7 @@ terminated. JWKS files are read on every request, so the run can rotate keys wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -58,13 +59,29 @@ def _jwks_handler(routes: dict[str, Path]) -> type[BaseHTTPRequestHandler]:
     return JwksHandler
 
 
+def _reloading_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server context that reads the certificate files at every handshake, like the JWKS files at every
+    request: a run may write them after the server started, or rotate them."""
+
+    def fresh() -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        return context
+
+    def on_hello(sock: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
+        with contextlib.suppress(OSError):  # no certificate yet: the handshake fails, as without one
+            sock.context = fresh()
+
+    base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    base.sni_callback = on_hello
+    return base
+
+
 def _serve_jwks(routes: dict[str, Path], tls: dict[str, str] | None) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _jwks_handler(routes))
     server.daemon_threads = True
     if tls:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tls["cert"], tls["key"])
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.socket = _reloading_context(tls["cert"], tls["key"]).wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

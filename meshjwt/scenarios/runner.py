@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from meshjwt import features
 from meshjwt.converge import Outcome, converge_many
-from meshjwt.errors import TargetCannot, UnsupportedField
+from meshjwt.errors import EnvironmentProblem, TargetCannot, UnsupportedField
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, MeshInfo, Request
@@ -86,6 +86,8 @@ class ScenarioRunner:
             raise Unsupported(str(exc)) from None
         except UnsupportedField as exc:
             raise UnsupportedField(f"scenario {scenario.name} ({scenario.source}): {exc}") from None
+        except EnvironmentProblem as exc:  # the target could not apply it (or proxies never got it)
+            raise EnvironmentProblem(f"scenario {scenario.name}: applying its resources failed: {exc}") from None
         self.apply_seconds.append(time.perf_counter() - started)
         self.current = scenario.name
 
@@ -154,7 +156,7 @@ class ScenarioRunner:
         except Unsupported as exc:
             result.verdict, result.detail = "unsupported", str(exc)
             raise
-        except UnsupportedField as exc:
+        except (UnsupportedField, EnvironmentProblem) as exc:
             result.verdict, result.detail = "error", str(exc)
             raise
         batch = [(result, request)]

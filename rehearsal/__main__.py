@@ -1,0 +1,152 @@
+"""``python -m rehearsal [kind|cluster|all] [-- PYTEST ARGS]``: rehearse the real targets end to end.
+
+Runs the conformance suites with ``--target kind`` (stand-ins for kind, istioctl and docker on PATH)
+and ``--target cluster`` (a simulated managed mesh: data-plane and control-plane API stand-ins, as a
+namespace-only tenant), each against a simulated cluster whose data plane is the local mesh's real
+Envoy. Reports go to ``reports/rehearsal/<leg>/`` and say that the cluster was simulated: a rehearsal
+proves the suite's own code, never a mesh. Exit code: the worst of the legs'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
+
+REPO = Path(__file__).resolve().parents[1]
+REHEARSAL_NOTE = "simulated cluster (rehearsal of the suite's own code against Kubernetes API stand-ins; the data "
+REHEARSAL_NOTE += "plane is the local reference mesh): never conformance evidence"
+
+
+def find_kubectl() -> tuple[str, str]:
+    """A real kubectl and where it came from: $MESHJWT_KUBECTL, kubectl.1.32 (WebSocket exec), or PATH."""
+    given = os.environ.get("MESHJWT_KUBECTL")
+    if given:
+        return given, "$MESHJWT_KUBECTL"
+    for candidate in ("kubectl.1.32", "kubectl.1.33", "kubectl.1.31", "kubectl.1.30"):
+        found = shutil.which(candidate) or shutil.which(candidate, path="/usr/lib/google-cloud-sdk/bin")
+        if found:
+            return found, candidate
+    found = shutil.which("kubectl")
+    if found:
+        return found, "kubectl on PATH"
+    raise SystemExit("rehearsal: no kubectl found: install one (1.30 or newer) or set MESHJWT_KUBECTL")
+
+
+def kubectl_version(kubectl: str) -> str:
+    done = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30)
+    try:
+        return json.loads(done.stdout)["clientVersion"]["gitVersion"]
+    except (ValueError, KeyError):
+        return "unknown"
+
+
+def wrappers(bin_dir: Path, istio_patch: str) -> None:
+    """Executables standing in for kind, istioctl and docker, running this checkout's rehearsal modules."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = f"{REPO}${{PYTHONPATH:+:$PYTHONPATH}}"
+    scripts = {
+        "kind": f'PYTHONPATH="{path}" exec "{sys.executable}" -m rehearsal.tools.kind "$@"',
+        "istioctl": f'MESHJWT_REHEARSAL_ISTIO_VERSION="${{MESHJWT_REHEARSAL_ISTIO_VERSION:-{istio_patch}}}" '
+        f'PYTHONPATH="{path}" exec "{sys.executable}" -m rehearsal.tools.istioctl "$@"',
+        # kind needs a Docker engine; the simulated cluster does not: `docker info` answers for it
+        "docker": 'if [ "$1" = info ]; then echo "rehearsal-simulated"; exit 0; fi\n'
+        'echo "docker stand-in of the rehearsal: $* is not simulated" >&2; exit 1',
+    }
+    for name, body in scripts.items():
+        script = bin_dir / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+
+
+def pytest_command(target: str, reports: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", str(REPO / "suites"), "--target", target,
+            "--reports-dir", str(reports), "--timeout-ready-poll", "0.05", *extra]  # fmt: skip
+
+
+def run_kind(work: Path, reports: Path, kubectl: str, extra: list[str]) -> int:
+    """The whole kind path: create → install → deploy → scenarios → delete, with stand-in binaries."""
+    patch = istio_release(DEFAULT_ISTIO).patch
+    bin_dir = work / "bin"
+    wrappers(bin_dir, patch)
+    env = {**os.environ, "MESHJWT_REHEARSAL_HOME": str(work / "home"), "MESHJWT_CACHE": str(work / "cache"),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MESHJWT_REHEARSAL": REHEARSAL_NOTE}  # fmt: skip
+    args = ["--kind-path", str(bin_dir / "kind"), "--istioctl-path", str(bin_dir / "istioctl"),
+            "--kubectl-path", kubectl]  # fmt: skip
+    try:
+        return subprocess.run(pytest_command("kind", reports, args + extra), env=env, cwd=REPO).returncode
+    finally:
+        left = subprocess.run([str(bin_dir / "kind"), "get", "clusters"], env=env, capture_output=True, text=True)
+        for name in left.stdout.split():
+            print(f"rehearsal: cluster {name} was left behind by the kind leg; deleting it", file=sys.stderr)
+            subprocess.run([str(bin_dir / "kind"), "delete", "cluster", "--name", name], env=env, check=False)
+
+
+def run_cluster(work: Path, reports: Path, kubectl: str, extra: list[str]) -> int:
+    """An existing managed mesh: split data-plane / control-plane kubeconfigs of a namespace-only tenant."""
+    patch = istio_release(DEFAULT_ISTIO).patch
+    state = work / "cluster"
+    argv = [sys.executable, "-m", "rehearsal.cluster", "--dir", str(state), "--name", "managed", "--split",
+            "--tenant-prefix", "qual-", "--istio-version", patch]  # fmt: skip
+    with open(work / "cluster-process.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, cwd=REPO, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            print(f"rehearsal: the simulated managed mesh did not start; see {work / 'cluster-process.log'}",
+                  file=sys.stderr)  # fmt: skip
+            return 3
+        info = json.loads((state / "state.json").read_text())
+        kubeconfigs = info["kubeconfigs"]
+        args = ["--kubeconfig", kubeconfigs["tenant-data"], "--control-plane-kubeconfig", kubeconfigs["tenant-control"],
+                "--namespace-prefix", "qual", "--ingress-url", f"http://127.0.0.1:{info['gateway_port']}",
+                "--kubectl-path", kubectl, "--report-organization", "mesh-jwt-conformance rehearsal"]  # fmt: skip
+        env = {**os.environ, "MESHJWT_REHEARSAL": REHEARSAL_NOTE, "MESHJWT_CACHE": str(work / "cache")}
+        return subprocess.run(pytest_command("cluster", reports, args + extra), env=env, cwd=REPO).returncode
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+LEGS = {"kind": run_kind, "cluster": run_cluster}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(prog="python -m rehearsal", description=__doc__.splitlines()[0])
+    parser.add_argument("leg", nargs="?", default="all", choices=["all", *LEGS])
+    parser.add_argument("--reports-dir", type=Path, default=Path("reports") / "rehearsal")
+    args = parser.parse_args(argv)
+    kubectl, source = find_kubectl()
+    print(f"rehearsal: real kubectl {kubectl_version(kubectl)} ({source}: {kubectl}); {REHEARSAL_NOTE}", flush=True)
+    worst = 0
+    for leg in LEGS if args.leg == "all" else [args.leg]:
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=f"meshjwt-rehearsal-{leg}-") as work:
+            code = LEGS[leg](Path(work), args.reports_dir.resolve(), kubectl, extra or ["-q"])
+        print(f"rehearsal {leg} leg: exit {code} in {time.monotonic() - started:.1f}s "
+              f"(reports in {args.reports_dir / leg})", flush=True)  # fmt: skip
+        worst = max(worst, code)
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main())

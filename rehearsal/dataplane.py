@@ -1,0 +1,316 @@
+"""The simulated cluster's data plane: the local mesh's real Envoy and workload servers, configured from
+what the API stand-in holds — the Istio resources, the workloads' namespaces and labels, the JWKS
+ConfigMaps, the TLS Secrets, CoreDNS's rewrites and istiod's settings — the way istiod and kubelet would.
+
+Requests reach it as the targets send them: ``kubectl exec <sleep> -c sleep -- curl …`` runs this
+machine's real curl with every Service name connected to its loopback port, and the gateway listens
+where kind's port mapping (or the cluster leg's ingress URL) points.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from meshjwt.errors import MeshJwtError
+from meshjwt.kube.workloads import EXTERNAL_JWKS_CA_SECRET
+from meshjwt.localmesh import processes
+from meshjwt.localmesh.control_plane import KINDS, ControlPlane
+from meshjwt.localmesh.envoy import Envoy, envoy_binary
+from meshjwt.localmesh.ports import free_port
+from meshjwt.localmesh.topology import LISTENERS, Topology, build, connect_to, virtual_service_routes
+from meshjwt.localmesh.world import CLUSTER_DOMAIN, World
+from meshjwt.settings import JWKS_FETCH_MODES
+from meshjwt.targets.local import substitute_jwks
+from meshjwt.tokens import scrub
+
+log = logging.getLogger("rehearsal.dataplane")
+
+Store = Any  # rehearsal.apiserver's store: get/list/subscribe
+#: the Istio kinds the local istiod translates, by their API resource names
+ISTIO_RESOURCES = {
+    "RequestAuthentication": "requestauthentications.security.istio.io",
+    "AuthorizationPolicy": "authorizationpolicies.security.istio.io",
+    "ServiceEntry": "serviceentries.networking.istio.io",
+    "DestinationRule": "destinationrules.networking.istio.io",
+}
+assert set(ISTIO_RESOURCES) == set(KINDS)
+REWRITE = re.compile(r"^\s*rewrite\s+name\s+exact\s+(\S+)\s+(\S+)\s*$", re.M)
+CONFIG_DUMP = ["pilot-agent", "request", "GET", "config_dump"]
+
+
+def secret_value(secret: Mapping[str, Any], key: str) -> str | None:
+    """A Secret's value, from ``data`` (base64) or ``stringData`` (as applied)."""
+    if key in (secret.get("stringData") or {}):
+        return str(secret["stringData"][key])
+    encoded = (secret.get("data") or {}).get(key)
+    return base64.b64decode(encoded).decode() if encoded else None
+
+
+def fetch_mode(istiod: Mapping[str, Any] | None) -> str:
+    """istiod's PILOT_JWT_ENABLE_REMOTE_JWKS, as the suite names fetch modes (istiod if unset)."""
+    from meshjwt.kube.plans import fetch_mode_of
+
+    for container in ((istiod or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []):
+        env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+        if "PILOT_JWT_ENABLE_REMOTE_JWKS" in env:
+            mode = fetch_mode_of(env["PILOT_JWT_ENABLE_REMOTE_JWKS"])
+            return mode if mode in JWKS_FETCH_MODES else "istiod"
+    return "istiod"
+
+
+class DataPlane:
+    """Envoy + workload servers, reconciled from the API stand-in's stores after every change."""
+
+    def __init__(self, workdir: Path, workloads: Store, istio: Store, *, gateway_port: int | None = None,
+                 istiod_settings: Callable[[Mapping[str, Any]], Any] | None = None) -> None:  # fmt: skip
+        self.workdir = workdir
+        self.workloads, self.istio = workloads, istio
+        self.istiod_settings = istiod_settings
+        self.listeners = {role: free_port() for role in LISTENERS}
+        if gateway_port:
+            self.listeners["gateway"] = gateway_port
+        self.envoy: Envoy | None = None
+        self.servers: subprocess.Popen | None = None
+        self.backends: dict[str, int] = {}
+        self.world: World | None = None
+        self.notes: list[str] = []  # what the simulated istiod said: its "log"
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._dirty = threading.Event()
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._last_signature: str | None = None
+
+    # --- lifecycle (call start/stop from the main thread: children die with their spawning thread) -----
+    def start(self, timeout: float = 20.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        files = self.workdir / "files"
+        files.mkdir(exist_ok=True)
+        for name in ("nginx-proxy-jwks.json", "external-jwks.json"):
+            (files / name).write_text('{"keys": []}')
+        spec = {"jwks_servers": {
+            "nginx-proxy": {"routes": {"/get_jwks": str(files / "nginx-proxy-jwks.json")}},
+            "external-http": {"routes": {"/.well-known/jwks.json": str(files / "external-jwks.json")}},
+            "external-https": {"routes": {"/.well-known/jwks.json": str(files / "external-jwks.json")},
+                               "tls": {"cert": str(files / "tls.crt"), "key": str(files / "tls.key")}},
+        }}  # fmt: skip
+        (self.workdir / "workloads.json").write_text(json.dumps(spec))
+        self.servers = processes.spawn([sys.executable, "-m", "meshjwt.localmesh.workloads",
+                                        str(self.workdir / "workloads.json")],
+                                       log=self.workdir / "workloads.log", stdout=subprocess.PIPE)  # fmt: skip
+        self.envoy = Envoy(self.workdir, envoy_binary())
+        self.envoy.start(timeout)
+        assert self.servers.stdout is not None
+        line = self.servers.stdout.readline()
+        if not line:
+            raise MeshJwtError(f"workload servers did not start: see {self.workdir / 'workloads.log'}")
+        self.backends = json.loads(line)["ports"]
+        self._worker = threading.Thread(target=self._loop, name="dataplane", daemon=True)
+        self._worker.start()
+        self.changed()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._dirty.set()
+        if self._worker:
+            self._worker.join(timeout=5)
+        if self.envoy:
+            self.envoy.stop()
+        if self.servers:
+            processes.terminate(self.servers)
+            self.servers = None
+
+    def changed(self, *_: Any) -> None:
+        """A store changed: reconcile soon (store callbacks must return at once)."""
+        self._dirty.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._dirty.wait()
+            if self._stopping.is_set():
+                return
+            time.sleep(0.02)  # let a burst of changes (one kubectl apply) land before translating
+            self._dirty.clear()
+            try:
+                self.reconcile()
+            except Exception as exc:  # noqa: BLE001 - istiod logs and keeps serving the last good config
+                self._note(f"reconcile failed: {type(exc).__name__}: {exc}")
+
+    # --- reconcile ------------------------------------------------------------------------------
+    def _deployment(self, store: Store, app: str) -> Mapping[str, Any] | None:
+        for dep in store.list("deployments.apps"):
+            labels = dep.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+            if labels.get("app") == app and not dep["metadata"].get("deletionTimestamp"):
+                return dep
+        return None
+
+    def topology(self) -> tuple[Topology, dict[str, Mapping[str, str]]] | None:
+        """Where the sample workloads run, read from the Deployments; None until httpbin exists."""
+        found = {app: self._deployment(self.workloads, app) for app in
+                 ("httpbin", "productpage", "nginx-proxy", "jwks-external", "istio-ingressgateway")}  # fmt: skip
+        if not found["httpbin"]:
+            return None
+        ns = {app: dep["metadata"]["namespace"] for app, dep in found.items() if dep}
+        labels = {name: dict(dep["spec"]["template"]["metadata"].get("labels") or {})
+                  for name, dep in (("httpbin", found["httpbin"]), ("productpage", found["productpage"]),
+                                    ("istio-ingressgateway", found["istio-ingressgateway"])) if dep}  # fmt: skip
+        external_ns = ns.get("jwks-external", "jwks-external")
+        routes: tuple[Mapping[str, Any], ...] = ()
+        for vs in self.istio.list("virtualservices.networking.istio.io"):
+            if vs.get("spec", {}).get("gateways"):
+                routes += virtual_service_routes(vs)
+        topology = Topology(
+            namespace=ns["httpbin"], bookinfo_namespace=ns.get("productpage", "default"),
+            root_namespace=ns.get("istio-ingressgateway", "istio-system"), external_namespace=external_ns,
+            external_hosts=tuple(self._rewrites(f"jwks-external.{external_ns}.{CLUSTER_DOMAIN}")),
+            gateway_routes=routes,
+        )  # fmt: skip
+        return topology, labels
+
+    def _rewrites(self, target: str) -> list[str]:
+        """Names CoreDNS rewrites to ``target`` (kind: the external JWKS host)."""
+        corefile = ((self.workloads.get("configmaps", "kube-system", "coredns") or {}).get("data") or {}).get(
+            "Corefile", "")
+        return [host for host, to in REWRITE.findall(corefile) if to.rstrip(".") == target]
+
+    def _write(self, name: str, text: str | None, mode: int = 0o600) -> str | None:
+        """Write a file the servers read (atomically, only when it changed); its path, or None for no text."""
+        if text is None:
+            return None
+        path = self.workdir / "files" / name
+        if path.is_file() and path.read_text() == text:
+            return str(path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        return str(path)
+
+    def _files(self, topology: Topology) -> tuple[str, dict[str, str]]:
+        """Write the JWKS, TLS and CA files the workloads and istiod read; return (istiod's CA bundle,
+        Secret name → CA file for DestinationRule credentialName)."""
+        nginx = self.workloads.get("configmaps", topology.namespace, "nginx-proxy-jwks")
+        external = self.workloads.get("configmaps", topology.external_namespace, "jwks-external-content")
+        for name, cm in (("nginx-proxy-jwks.json", nginx), ("external-jwks.json", external)):
+            if cm:
+                self._write(name, (cm.get("data") or {}).get("jwks.json", ""), 0o644)
+        tls = self.workloads.get("secrets", topology.external_namespace, "jwks-external-tls")
+        if tls:
+            self._write("tls.crt", secret_value(tls, "tls.crt"))
+            self._write("tls.key", secret_value(tls, "tls.key"))
+        secrets: dict[str, str] = {}
+        ca_secret = self.workloads.get("secrets", topology.namespace, EXTERNAL_JWKS_CA_SECRET)
+        if ca_secret and (path := self._write("credential-ca.pem", secret_value(ca_secret, "cacert"))):
+            secrets[EXTERNAL_JWKS_CA_SECRET] = path
+        system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+        bundle = system.read_text() if system.is_file() else ""
+        extra = self._istiod_extra_ca()
+        return self._write("istiod-roots.pem", bundle + "\n" + (extra or ""), 0o644) or "", secrets
+
+    def istiod_deployment(self) -> Mapping[str, Any] | None:
+        """istiod's Deployment (its settings are read back from it, as the real istiod's come from it)."""
+        return self._deployment(self.istio, "istiod")
+
+    def _istiod_extra_ca(self) -> str | None:
+        istiod = self.istiod_deployment()
+        if istiod is None or self.istiod_settings is None:
+            return None
+        return getattr(self.istiod_settings(istiod), "extra_root_ca", None)
+
+    def reconcile(self) -> None:
+        """Translate the Istio resources for the current topology and push them to Envoy if they changed."""
+        found = self.topology()
+        if found is None:
+            return
+        topology, labels = found
+        with self._lock:
+            ca_file, secrets = self._files(topology)
+            world, proxies, clusters = build(topology, self.listeners, self.backends, labels)
+            self.world = world
+            mode = fetch_mode(self.istiod_deployment())
+            resources = [r for kind, resource in ISTIO_RESOURCES.items() for r in self.istio.list(resource)
+                         if r.get("kind") == kind and not r["metadata"].get("deletionTimestamp")]  # fmt: skip
+            resources = [json.loads(json.dumps({k: r[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in r}))
+                         for r in resources]  # fmt: skip
+            for r in resources:
+                r["metadata"] = {k: v for k, v in r["metadata"].items() if k in ("name", "namespace", "annotations",
+                                                                               "labels")}  # fmt: skip
+            control = ControlPlane(world, proxies, clusters, ca_file, substitute_jwks(), secrets=secrets)
+            signature = json.dumps([topology.__dict__, labels, resources, mode, self._files_digest()], default=str)
+            if signature == self._last_signature:
+                return
+            try:
+                translation = control.translate(resources, mode)
+                assert self.envoy is not None
+                self.envoy.push(translation.clusters, translation.listeners, timeout=10)
+            except MeshJwtError as exc:
+                self._note(f"rejected: {exc}")
+                return
+            self._last_signature = signature
+            self.generation += 1
+            self._note(f"pushed generation {self.generation}: {len(resources)} Istio resource(s), fetch mode {mode}"
+                       + "".join(f"; {n}" for n in translation.notes))
+
+    def _files_digest(self) -> str:
+        """What the served and trusted files hold now (a change re-translates, as a JWKS refresh would)."""
+        digest = hashlib.sha256()
+        for path in sorted((self.workdir / "files").iterdir()):
+            digest.update(path.name.encode() + path.read_bytes())
+        return digest.hexdigest()
+
+    def _note(self, text: str) -> None:
+        self.notes.append(f"{time.strftime('%H:%M:%S')} {scrub(text)}")
+        del self.notes[:-500]
+        log.info(text)
+
+    # --- what pods do --------------------------------------------------------------------------
+    def exec(self, namespace: str, pod: Mapping[str, Any], container: str, command: list[str],
+             stdin: bytes | None) -> tuple[bytes, bytes, int]:  # fmt: skip
+        """curl in the sleep container (real curl, Service names → loopback); config_dump in istio-proxy."""
+        if command[:1] == ["curl"] and container != "istio-proxy":
+            if self.world is None:
+                return b"", b"curl: (6) Could not resolve host (no Services yet)\n", 6
+            done = subprocess.run(["curl", *connect_to(self.world), *command[1:]], input=stdin or b"",
+                                  capture_output=True, timeout=300)  # fmt: skip
+            return done.stdout, done.stderr, done.returncode
+        if command == CONFIG_DUMP and container == "istio-proxy" and self.envoy and self.envoy.admin_port:
+            return json.dumps(self.config_dump(pod)).encode(), b"", 0
+        return b"", f"rehearsal: {' '.join(command)[:80]} is not simulated in container {container}\n".encode(), 126
+
+    def config_dump(self, pod: Mapping[str, Any]) -> dict[str, Any]:
+        """Envoy's config_dump as this pod's proxy has it: only the listener that plays it (the local
+        mesh's one Envoy plays every proxy)."""
+        assert self.envoy is not None
+        url = f"http://127.0.0.1:{self.envoy.admin_port}/config_dump"
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback admin
+            dump = json.loads(response.read())
+        meta = pod.get("metadata") or {}
+        app = (meta.get("labels") or {}).get("app", "")
+        suffix = f"~{app}.{meta.get('namespace')}"
+        for config in dump.get("configs", []):
+            if "dynamic_listeners" in config:
+                config["dynamic_listeners"] = [x for x in config["dynamic_listeners"] if x["name"].endswith(suffix)]
+        return dump
+
+    def logs(self, pod: Mapping[str, Any], container: str) -> str:
+        """istiod's log: what the simulated istiod did; a proxy's: Envoy's log tail."""
+        labels = pod.get("metadata", {}).get("labels") or {}
+        if labels.get("app") == "istiod":
+            return "\n".join(self.notes) + "\n"
+        if container == "istio-proxy" and self.envoy:
+            return scrub(self.envoy.log_tail(2000)) + "\n"
+        return ""
