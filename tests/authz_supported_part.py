@@ -166,11 +166,17 @@ def strip_output(rbac_filter: Mapping[str, Any], stripped: Stripped) -> dict[str
             assert m, f"unexpected policy name {key}"
             name, rule = m["name"], int(m["rule"])
             policy["principals"] = _strip_entries(
-                policy["principals"], "andIds", stripped.kinds, stripped.dropped.get((name, rule, "from")),
+                policy["principals"],
+                "andIds",
+                stripped.kinds,
+                stripped.dropped.get((name, rule, "from")),
                 f"{key}.principals",
             )
             policy["permissions"] = _strip_entries(
-                policy["permissions"], "andRules", stripped.kinds, stripped.dropped.get((name, rule, "to")),
+                policy["permissions"],
+                "andRules",
+                stripped.kinds,
+                stripped.dropped.get((name, rule, "to")),
                 f"{key}.permissions",
             )
     return out
