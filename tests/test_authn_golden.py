@@ -230,3 +230,17 @@ def test_transcription_covers_the_go_cases(function: str) -> None:
 
 def test_departures_are_listed_cases() -> None:
     assert set(DEPARTURES) <= set(_ids("TestJwtFilter")) and all(reason for reason, _ in DEPARTURES.values())
+
+
+SHORT_URI = "http://jwt-token-issuer.mesh:7443/jwks"
+SHORT_REMOTE = {"uri": SHORT_URI, "cluster": "outbound|7443||jwt-token-issuer.mesh", "timeout": "5s"}
+
+
+@pytest.mark.parametrize(("mode", "source"), [
+    ("hybrid", {"localJwks": {"inlineString": PUBLIC_ONLY_JWKS}}),  # no registry host: istiod fetches (and fails)
+    ("envoy", {"remoteJwks": {"httpUri": SHORT_REMOTE, "cacheDuration": "300s"}}),
+])  # fmt: skip
+def test_short_host_without_an_index_entry(mode: str, source: dict[str, Any], control_plane: ControlPlane) -> None:
+    """What the departed cases' own jwksUri gives on a registry keyed by FQDN (istiod's LookupCluster misses)."""
+    rule = {"issuer": "mesh cluster", "jwksUri": SHORT_URI}
+    assert _jwks_by_issuer(_jwt_filter(control_plane, [{"jwtRules": [rule]}], mode)) == {"mesh cluster": source}
