@@ -181,8 +181,8 @@ def test_jwt_filter_for_a_gateway(case: dict[str, Any], control_plane: ControlPl
 
 def test_envoy_accepts_a_gateway_filter(served_jwks: tuple[str, int]) -> None:
     rules = [{"issuer": "a", "fromHeaders": [{"name": "x-jwt", "prefix": "Bearer "}]}, {"issuer": "b"}]
-    jwt_filter = build_jwt_filter([_ra(0, {"jwtRules": rules})], lambda rule: {"localJwks": {"inlineString":
-                                  served_jwks[0]}}, clear_route_cache=True)  # fmt: skip
+    keys = {"localJwks": {"inlineString": served_jwks[0]}}
+    jwt_filter = build_jwt_filter([_ra(0, {"jwtRules": rules})], lambda rule: keys, clear_route_cache=True)
     assert validate_http_filters([jwt_filter]) is None
 
 
