@@ -53,7 +53,8 @@ class Stripped:
 
     #: (policy name, field path as the translator's refusal names it), in the order the translator checks them
     fields: list[tuple[str, str]] = field(default_factory=list)
-    kinds: set[str] = field(default_factory=set)
+    #: policy name → the matcher kinds istiod made of its stripped fields
+    kinds: dict[str, set[str]] = field(default_factory=dict)
     #: (policy name, rule index, "from"|"to") → positions of entries dropped, and whether none is left
     dropped: dict[tuple[str, int, str], tuple[list[int], bool]] = field(default_factory=dict)
 
@@ -85,7 +86,7 @@ def strip_input(docs: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]]
                     body = entry[inner]
                     for key in [k for k in body if k in table]:
                         stripped.fields.append((name, f"{where}.{part}[{e}].{inner}.{key}"))
-                        stripped.kinds.add(table[key])
+                        stripped.kinds.setdefault(name, set()).add(table[key])
                         del body[key]
                     if body:
                         kept.append(entry)
@@ -105,7 +106,7 @@ def strip_input(docs: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]]
                 else:
                     assert kind, f"{where}.when[{c}]: which matcher istiod builds for {cond['key']} is not listed"
                     stripped.fields.append((name, f'{where}.when[{c}].key "{cond["key"]}"'))
-                    stripped.kinds.add(kind)
+                    stripped.kinds.setdefault(name, set()).add(kind)
             if "when" in rule:
                 if conditions:
                     rule["when"] = conditions
@@ -165,20 +166,10 @@ def strip_output(rbac_filter: Mapping[str, Any], stripped: Stripped) -> dict[str
             m = _POLICY_KEY.match(key)
             assert m, f"unexpected policy name {key}"
             name, rule = m["name"], int(m["rule"])
-            policy["principals"] = _strip_entries(
-                policy["principals"],
-                "andIds",
-                stripped.kinds,
-                stripped.dropped.get((name, rule, "from")),
-                f"{key}.principals",
-            )
-            policy["permissions"] = _strip_entries(
-                policy["permissions"],
-                "andRules",
-                stripped.kinds,
-                stripped.dropped.get((name, rule, "to")),
-                f"{key}.permissions",
-            )
+            kinds = stripped.kinds.get(name, set())
+            for part, combiner, side in (("from", "andIds", "principals"), ("to", "andRules", "permissions")):
+                drop = stripped.dropped.get((name, rule, part))
+                policy[side] = _strip_entries(policy[side], combiner, kinds, drop, f"{key}.{side}")
     return out
 
 
