@@ -298,7 +298,7 @@ REFUSED = [
     (src(notIpBlocks=["1.2.3.4"]), FROM + "notIpBlocks", "addresses"),
     (src(remoteIpBlocks=["1.2.3.4"]), FROM + "remoteIpBlocks", "addresses"),
     (src(notRemoteIpBlocks=["1.2.3.4"]), FROM + "notRemoteIpBlocks", "addresses"),
-    (src(trustDomains=["td"]), FROM + "trustDomains", "unknown field"),
+    (src(trustDomains=["td"]), FROM + "trustDomains", "mTLS"),  # newer API field (golden trust-domains)
     (SECOND_RULE_SECOND_FROM,
      "spec.rules[1].from[1].source.ipBlocks", "addresses"),
     (oper(ports=["8080"]), "spec.rules[0].to[0].operation.ports", "ports"),

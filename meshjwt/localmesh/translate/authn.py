@@ -45,8 +45,8 @@ def space_delimited_claims(custom: Sequence[str] | None) -> list[str]:
     return sorted(set(custom) | {"permission", "scope"})
 
 
-def provider(rule: Mapping[str, Any], jwks_source: JwksSource) -> dict[str, Any]:
-    """One jwt_authn provider for one jwtRule."""
+def provider(rule: Mapping[str, Any], jwks_source: JwksSource, clear_route_cache: bool = False) -> dict[str, Any]:
+    """One jwt_authn provider for one jwtRule (``clear_route_cache`` as istiod sets it for gateways)."""
     out: dict[str, Any] = {"issuer": rule.get("issuer", "")}
     if rule.get("audiences"):
         out["audiences"] = list(rule["audiences"])
@@ -72,18 +72,20 @@ def provider(rule: Mapping[str, Any], jwks_source: JwksSource) -> dict[str, Any]
         out["claimToHeaders"] = [
             {"headerName": c["header"], "claimName": c["claim"]} for c in rule["outputClaimToHeaders"]
         ]
+    if clear_route_cache:
+        out["clearRouteCache"] = True
     return out
 
 
-def build_jwt_filter(
-    request_authentications: Sequence[Mapping[str, Any]], jwks_source: JwksSource
+def jwt_authn_config(
+    rules: Sequence[Mapping[str, Any]], jwks_source: JwksSource, *, clear_route_cache: bool = False
 ) -> dict[str, Any] | None:
-    """The jwt_authn HTTP filter for the RAs selecting one workload, or None when there are no rules.
+    """istiod's ``convertToEnvoyJwtConfig``: the JwtAuthentication config for jwtRules in the given order.
 
     One provider: ``requires_any [origins-0, allow_missing]``. N providers: ``requires_any [origins-0..N-1,
     requires_all [any(origins-i, allow_missing)...]]`` — a token, if present, must be valid; none passes.
+    ``clear_route_cache`` is true for gateways (istiod: JWT claim based routing), false for sidecars.
     """
-    rules = jwt_rules(request_authentications)
     if not rules:
         return None
     providers: dict[str, Any] = {}
@@ -91,7 +93,7 @@ def build_jwt_filter(
     outer_or: list[dict[str, Any]] = []
     for i, rule in enumerate(rules):
         name = f"origins-{i}"
-        providers[name] = provider(rule, jwks_source)
+        providers[name] = provider(rule, jwks_source, clear_route_cache)
         inner_and.append({"requiresAny": {"requirements": [{"providerName": name}, {"allowMissing": {}}]}})
         outer_or.append({"providerName": name})
     if len(inner_and) == 1:
@@ -99,14 +101,23 @@ def build_jwt_filter(
     else:
         requires = {"requiresAny": {"requirements": [*outer_or, {"requiresAll": {"requirements": inner_and}}]}}
     return {
-        "name": JWT_FILTER,
-        "typedConfig": {
-            "@type": JWT_TYPE,
-            "providers": providers,
-            "rules": [{"match": {"prefix": "/"}, "requires": requires}],
-            "bypassCorsPreflight": True,
-        },
+        "@type": JWT_TYPE,
+        "providers": providers,
+        "rules": [{"match": {"prefix": "/"}, "requires": requires}],
+        "bypassCorsPreflight": True,
     }
+
+
+def build_jwt_filter(
+    request_authentications: Sequence[Mapping[str, Any]], jwks_source: JwksSource, *, clear_route_cache: bool = False
+) -> dict[str, Any] | None:
+    """The jwt_authn HTTP filter for the RAs selecting one workload (istiod's ``JwtFilter``), or None without rules.
+
+    The rules of all RAs are concatenated and sorted by issuer (:func:`jwt_rules`), then converted by
+    :func:`jwt_authn_config`; pass ``clear_route_cache=True`` for a gateway.
+    """
+    config = jwt_authn_config(jwt_rules(request_authentications), jwks_source, clear_route_cache=clear_route_cache)
+    return None if config is None else {"name": JWT_FILTER, "typedConfig": config}
 
 
 def parse_duration(value: str | None, default: float = 5.0) -> float:

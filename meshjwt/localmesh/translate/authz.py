@@ -38,7 +38,8 @@ _EXT_AUTHZ = "CUSTOM needs an ext_authz provider (meshConfig.extensionProviders)
 #: source fields that need a real mesh, with the reason
 REFUSED_SOURCE = {
     "principals": _MTLS, "notPrincipals": _MTLS, "namespaces": _MTLS, "notNamespaces": _MTLS,
-    "serviceAccounts": _MTLS, "notServiceAccounts": _MTLS, "ipBlocks": _ADDR, "notIpBlocks": _ADDR,
+    "serviceAccounts": _MTLS, "notServiceAccounts": _MTLS, "trustDomains": _MTLS, "notTrustDomains": _MTLS,
+    "ipBlocks": _ADDR, "notIpBlocks": _ADDR,
     "remoteIpBlocks": _ADDR, "notRemoteIpBlocks": _ADDR,
 }  # fmt: skip
 REFUSED_OPERATION = {"ports": _PORT, "notPorts": _PORT}
