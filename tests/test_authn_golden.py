@@ -186,8 +186,6 @@ def test_envoy_accepts_a_gateway_filter(served_jwks: tuple[str, int]) -> None:
     assert validate_http_filters([jwt_filter]) is None
 
 
-@pytest.mark.xfail(strict=True, reason="the local ControlPlane does not yet pass clear_route_cache=True for its "
-                   "gateway proxy (one line in control_plane.translate, outside this change)")  # fmt: skip
 def test_the_local_gateway_gets_clear_route_cache(served_jwks: tuple[str, int]) -> None:
     gateway = Workload("istio-ingressgateway", "istio-system", {"istio": "ingressgateway"}, "gateway")
     cp = ControlPlane(World(workloads=[gateway]), [Proxy(gateway, 1, [])], [], "", PUBLIC_ONLY_JWKS)

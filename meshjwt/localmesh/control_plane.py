@@ -98,7 +98,8 @@ class ControlPlane:
             root = self.world.root_namespace
             ras = [r for r in by_kind["RequestAuthentication"] if applies_to(r, proxy.workload, root)]
             aps = [p for p in by_kind["AuthorizationPolicy"] if applies_to(p, proxy.workload, root)]
-            filters = [f for f in [build_jwt_filter(ras, jwks_source)] if f]
+            gateway = proxy.workload.proxy == "gateway"  # istiod sets clear_route_cache on gateways only
+            filters = [f for f in [build_jwt_filter(ras, jwks_source, clear_route_cache=gateway)] if f]
             filters += authz.build_rbac_filters(aps)
             listeners.append(self._listener(proxy, [*filters, ROUTER]))
         return Translation(clusters=[*self.base_clusters, *se_clusters], listeners=listeners, notes=notes)
