@@ -93,6 +93,8 @@ def test_asset_urls_and_platforms():
     )
     istioctl = binaries.asset("istioctl", "1.30.3", "darwin", "arm64")
     assert istioctl.url.endswith("/1.30.3/istioctl-1.30.3-osx-arm64.tar.gz") and istioctl.member == "istioctl"
+    assert binaries.asset("istioctl", "1.30.3", "darwin", "amd64").url.endswith("/istioctl-1.30.3-osx.tar.gz")
+    assert binaries.asset("istioctl", "1.30.3", "linux", "arm64").url.endswith("/istioctl-1.30.3-linux-arm64.tar.gz")
     assert binaries.host_platform("Linux", "x86_64") == ("linux", "amd64")
     assert binaries.host_platform("Darwin", "arm64") == ("darwin", "arm64")
     with pytest.raises(EnvironmentProblem, match="--kind-path"):

@@ -87,17 +87,18 @@ def test_apply_replaces_previous_scenario_and_clear_removes_all():
     mesh = ClusterMesh(settings("cluster", namespace_prefix="t1"), JWKS)
     fake = FakeKubectl()
     mesh.data = mesh.control = fake  # type: ignore[assignment]
+    ns = mesh.vars["NAMESPACE"]
     mesh.apply([ra("a"), ra("b")])
     mesh.apply([ra("b"), ra("c")])
     assert fake.calls[0] == (
         "apply",
-        [("RequestAuthentication", "a", "t1-foo"), ("RequestAuthentication", "b", "t1-foo")],
+        [("RequestAuthentication", "a", ns), ("RequestAuthentication", "b", ns)],
     )
-    assert fake.calls[1] == ("delete", "requestauthentication.security.istio.io/t1-foo/a")
+    assert fake.calls[1] == ("delete", f"requestauthentication.security.istio.io/{ns}/a")
     mesh.clear()
     assert {c[1] for c in fake.calls[3:]} == {
-        "requestauthentication.security.istio.io/t1-foo/b",
-        "requestauthentication.security.istio.io/t1-foo/c",
+        f"requestauthentication.security.istio.io/{ns}/b",
+        f"requestauthentication.security.istio.io/{ns}/c",
     }
     with pytest.raises(TargetCannot, match="PILOT_JWT_ENABLE_REMOTE_JWKS=envoy"):
         mesh.apply([ra("a")], jwks_fetch_mode="envoy")
@@ -108,7 +109,11 @@ def test_cluster_namespaces_are_prefixed():
 
     mesh = ClusterMesh(settings("cluster", namespace_prefix="ci-42"), JWKS)
     v = mesh.variables()
-    assert (v["NAMESPACE"], v["BOOKINFO_NAMESPACE"]) == ("ci-42-foo", "ci-42-bookinfo")
+    suffix = mesh.prefix.removeprefix("ci-42-")
+    assert len(suffix) == 6 and (v["NAMESPACE"], v["BOOKINFO_NAMESPACE"]) == (f"ci-42-{suffix}-foo",
+                                                                             f"ci-42-{suffix}-bookinfo")  # fmt: skip
+    again = ClusterMesh(settings("cluster", namespace_prefix="ci-42"), JWKS).variables()["NAMESPACE"]
+    assert again != v["NAMESPACE"]  # back-to-back runs never meet the previous run's (terminating) namespace
     auto = ClusterMesh(settings("cluster"), JWKS).variables()["NAMESPACE"]
     assert (
         auto.startswith("mjwt-") and auto != ClusterMesh(settings("cluster"), JWKS).variables()["NAMESPACE"]
@@ -180,3 +185,34 @@ def test_ingress_connection_failure_is_status_0():
     mesh = ClusterMesh(settings("cluster", ingress_url="http://127.0.0.1:9"), JWKS)
     response = mesh.request(Request(client="ingress", path="/productpage"))
     assert response.status == 0 and "failed" in response.error
+
+
+def _istiod(name="istiod", image="docker.io/istio/pilot:1.30.3", labels=None):
+    return {"metadata": {"name": name, "labels": labels or {}},
+            "spec": {"template": {"spec": {"containers": [{"name": "discovery", "image": image}]}}}}  # fmt: skip
+
+
+def test_mesh_version_never_from_a_digest_and_revisions_are_found():
+    from meshjwt.targets.cluster import istio_version_of, pick_istiod
+
+    assert istio_version_of(_istiod()) == "1.30.3"
+    assert istio_version_of(_istiod(image="gcr.io/istio-release/pilot:1.29.1-distroless")) == "1.29.1"
+    assert istio_version_of(_istiod(image="reg/pilot@sha256:" + "ab" * 32)) is None  # a digest says nothing
+    assert istio_version_of(_istiod(image="reg:5000/pilot@sha256:" + "ab" * 32)) is None
+    assert istio_version_of(_istiod(image="reg/pilot:latest", labels={"app.kubernetes.io/version": "1.31.0"})) == "1.31.0"
+    canary = _istiod("istiod-canary", labels={"istio.io/rev": "canary"})
+    stable = _istiod("istiod-1-30", labels={"istio.io/rev": "1-30"})
+    assert pick_istiod([stable, canary], "canary") is canary
+    assert pick_istiod([stable, canary], "1-30") is stable
+    assert pick_istiod([stable], None) is stable and pick_istiod([], None) is None
+    assert pick_istiod([stable, _istiod()], None)["metadata"]["name"] == "istiod"
+
+
+def test_no_kubeconfig_is_one_line(tmp_path, monkeypatch):
+    from meshjwt.errors import ConfigError
+    from meshjwt.targets.cluster import ClusterMesh
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="^no kubeconfig: pass --kubeconfig or set KUBECONFIG$"):
+        ClusterMesh(settings("cluster"), JWKS).start()

@@ -68,8 +68,10 @@ def asset(tool: str, version: str, os_name: str, arch: str) -> Asset:
         url = f"https://dl.k8s.io/release/{version}/bin/{os_name}/{arch}/kubectl"
         return Asset(tool, version, os_name, arch, url, url + ".sha256")
     if tool == "istioctl":
-        osn = "osx" if os_name == "darwin" else os_name
-        name = f"istioctl-{version}-{osn}-{arch}.tar.gz"
+        # Istio's release assets: linux-amd64, linux-arm64, osx (Intel macOS: no arch suffix), osx-arm64
+        platform_part = {("darwin", "amd64"): "osx", ("darwin", "arm64"): "osx-arm64"}.get((os_name, arch),
+                                                                                            f"{os_name}-{arch}")
+        name = f"istioctl-{version}-{platform_part}.tar.gz"
         url = f"https://github.com/istio/istio/releases/download/{version}/{name}"
         return Asset(tool, version, os_name, arch, url, url + ".sha256", member="istioctl")
     raise ConfigError(f"unknown tool {tool!r}")

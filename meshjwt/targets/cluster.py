@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import secrets
 import shutil
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from meshjwt import pki
-from meshjwt.errors import ConfigError, EnvironmentProblem
+from meshjwt.errors import ConfigError, EnvironmentProblem, TargetCannot
 from meshjwt.kube import binaries, plans
 from meshjwt.kube.kubectl import Kubectl, first_line
 from meshjwt.kube.mesh import KubeMesh, log
@@ -15,30 +21,49 @@ from meshjwt.kube.versions import KUBECTL_VERSION
 from meshjwt.settings import Settings
 from meshjwt.targets.base import MeshInfo
 
-#: (verb, resource, on control plane?) this run needs; checked with ``kubectl auth can-i``.
-REQUIRED_ACCESS = (
-    ("create", "namespaces", False),
-    ("delete", "namespaces", False),
-    ("create", "deployments.apps", False),
-    ("create", "configmaps", False),
-    ("create", "secrets", False),
-    ("create", "pods/exec", False),
-    ("create", "requestauthentications.security.istio.io", True),
-    ("delete", "requestauthentications.security.istio.io", True),
-    ("create", "authorizationpolicies.security.istio.io", True),
-    ("create", "serviceentries.networking.istio.io", True),
-    ("create", "destinationrules.networking.istio.io", True),
-    ("create", "gateways.networking.istio.io", True),
-    ("create", "virtualservices.networking.istio.io", True),
-)
-ISTIO_CRDS = (
-    "requestauthentications.security.istio.io",
-    "authorizationpolicies.security.istio.io",
-    "serviceentries.networking.istio.io",
-    "destinationrules.networking.istio.io",
-    "gateways.networking.istio.io",
-    "virtualservices.networking.istio.io",
-)
+#: Istio kinds the run applies (group → plural resource names), found through discovery.
+ISTIO_RESOURCES = {
+    "security.istio.io": ("requestauthentications", "authorizationpolicies"),
+    "networking.istio.io": ("serviceentries", "destinationrules", "gateways", "virtualservices"),
+}
+#: what the run does in each of its own namespaces of the data-plane cluster (checked with ``auth can-i``)
+WORKLOAD_ACCESS = tuple((verb, resource) for resource in ("deployments.apps", "services", "serviceaccounts",
+                        "configmaps", "secrets") for verb in ("create", "get", "patch", "delete")) + (
+    ("get", "pods"), ("list", "pods"), ("create", "pods/exec"),
+)  # fmt: skip
+#: what it does with Istio resources where it applies them (control plane): apply (get/create/patch), delete
+ISTIO_ACCESS = tuple((verb, f"{plural}.{group}") for group, plurals in ISTIO_RESOURCES.items()
+                     for plural in plurals for verb in ("get", "create", "patch", "delete"))  # fmt: skip
+#: namespace-scoped Istio kinds that scenarios put in the root namespace (mesh-wide or gateway policies)
+ROOT_KINDS = ("requestauthentications.security.istio.io", "authorizationpolicies.security.istio.io")
+SEMVER = re.compile(r"^v?(\d+\.\d+(?:\.\d+)?)(?:[-+].*)?$")
+
+
+def istio_version_of(deployment: dict) -> str | None:
+    """The Istio version an istiod Deployment runs: its ``app.kubernetes.io/version`` label, else its
+    image tag — never a digest (``@sha256:…``) or a non-version tag (``latest``)."""
+    labels = deployment.get("metadata", {}).get("labels") or {}
+    candidates = [labels.get("app.kubernetes.io/version", "")]
+    for container in deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        image = container.get("image", "").split("@", 1)[0]
+        if container.get("name") == "discovery" and ":" in image.rsplit("/", 1)[-1]:
+            candidates.append(image.rsplit(":", 1)[1])
+    for text in candidates:
+        found = SEMVER.match(text or "")
+        if found and found.group(1) != "1.0.0":  # Istio's own test manifests say 1.0.0
+            return found.group(1)
+    return None
+
+
+def pick_istiod(deployments: list[dict], revision: str | None) -> dict | None:
+    """istiod of ``revision`` (``istiod-<rev>`` / label ``istio.io/rev``), else the default one, else any."""
+    def rev(dep: dict) -> str:
+        return (dep.get("metadata", {}).get("labels") or {}).get("istio.io/rev", "default")
+
+    if revision:
+        return next((d for d in deployments if rev(d) == revision or d["metadata"]["name"] == f"istiod-{revision}"),
+                    None)  # fmt: skip
+    return next((d for d in deployments if d["metadata"]["name"] == "istiod"), deployments[0] if deployments else None)
 
 
 def namespace_names(prefix: str) -> dict[str, str]:
@@ -61,13 +86,16 @@ class ClusterMesh(KubeMesh):
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         super().__init__(settings, jwks_json)
-        self.prefix = self.extra.get("namespace_prefix") or f"mjwt-{secrets.token_hex(3)}"
+        # prefix + random suffix: back-to-back runs never meet a namespace still terminating
+        self.prefix = f"{self.extra.get('namespace_prefix') or 'mjwt'}-{secrets.token_hex(3)}"
         root = self.extra.get("root_namespace") or "istio-system"
         self.vars = {**namespace_names(self.prefix), "ROOT_NAMESPACE": root}
         self.vars["EXTERNAL_JWKS_HOST"] = f"jwks-external.{self.vars['EXTERNAL_NAMESPACE']}.svc.cluster.local"
         self.created_namespaces: list[str] = []
         self.failed = False
         self.version = settings.version
+        self.root_denied: list[str] = []
+        self.detected: dict[str, str] = {}
 
     def _kubectl_binary(self) -> str:
         given = self.extra.get("kubectl_path")
@@ -75,54 +103,82 @@ class ClusterMesh(KubeMesh):
             return str(binaries.resolve("kubectl", KUBECTL_VERSION, given))
         return str(shutil.which("kubectl"))
 
+    def _kubeconfig_given(self) -> None:
+        """No kubeconfig at all is one line, not kubectl's 'connection to localhost:8080 refused'."""
+        if self.extra.get("kubeconfig") or os.environ.get("KUBECONFIG"):
+            return
+        if not (Path.home() / ".kube" / "config").is_file():
+            raise ConfigError("no kubeconfig: pass --kubeconfig or set KUBECONFIG")
+
     def preflight(self) -> None:
-        """Reachable, Istio CRDs present, enough RBAC; each failure is one line, within seconds."""
+        """Reachable, Istio's kinds served, every permission the run uses; each failure one line, in seconds."""
         assert self.data is not None and self.control is not None
-        for label, kubectl in (("cluster", self.data), ("control plane", self.control)):
+        planes = (("cluster", self.data),) if self.control is self.data else (
+            ("data-plane cluster", self.data), ("control plane", self.control))  # fmt: skip
+        for label, kubectl in planes:
             done = kubectl.run(["version", "-o", "json", "--request-timeout=5s"], timeout=10, check=False)
             if done.returncode != 0 or '"serverVersion"' not in done.stdout:
                 where = kubectl.context or kubectl.kubeconfig or "current context"
                 raise EnvironmentProblem(f"cannot reach the {label} ({where}): {first_line(done.stderr)}")
-        crds = self.control.run(
-            ["get", "crd", *ISTIO_CRDS, "-o", "name", "--request-timeout=5s"], timeout=10, check=False
-        )
-        if crds.returncode != 0:
-            raise EnvironmentProblem(f"Istio CRDs missing on the control plane: {first_line(crds.stderr)}")
+        # discovery, not `get crd`: every authenticated user may discover, a namespace-only one may not read CRDs
         missing = []
-        for verb, resource, on_control in REQUIRED_ACCESS:
-            kubectl = self.control if on_control else self.data
-            args = ["auth", "can-i", verb, resource, "--request-timeout=5s"]
-            if resource not in ("namespaces",):
-                args += ["-n", self.vars["NAMESPACE"] if not on_control else self.vars["ROOT_NAMESPACE"]]
-            if kubectl.run(args, timeout=10, check=False).stdout.strip() != "yes":
-                missing.append(f"{verb} {resource}")
+        for group, plurals in ISTIO_RESOURCES.items():
+            done = self.control.run(["api-resources", f"--api-group={group}", "-o", "name"], timeout=15, check=False)
+            served = {line.split(".", 1)[0] for line in done.stdout.split()}
+            missing += [f"{p}.{group}" for p in plurals if p not in served]
         if missing:
-            raise EnvironmentProblem(f"missing RBAC permissions: {', '.join(missing)}")
-        for name in (self.vars[k] for k in ("NAMESPACE", "BOOKINFO_NAMESPACE", "EXTERNAL_NAMESPACE")):
-            if self.data.run(["get", "namespace", name], timeout=10, check=False).returncode == 0:
-                raise EnvironmentProblem(
-                    f"namespace {name} already exists: choose another --namespace-prefix"
-                )
+            raise EnvironmentProblem(f"the control plane serves no {', '.join(missing)}: is Istio installed there?")
+        own = [self.vars[k] for k in ("NAMESPACE", "BOOKINFO_NAMESPACE", "EXTERNAL_NAMESPACE")]
+        checks = [(self.data, "data-plane cluster", verb, "namespaces", None) for verb in ("create", "delete")]
+        checks += [(self.data, "data-plane cluster", v, r, ns) for ns in own for v, r in WORKLOAD_ACCESS]
+        istio_ns = [self.vars["NAMESPACE"], self.vars["BOOKINFO_NAMESPACE"]]
+        checks += [(self.control, "control plane", v, r, ns) for ns in istio_ns for v, r in ISTIO_ACCESS]
+        if self.control is not self.data:
+            checks += [(self.control, "control plane", verb, "namespaces", None) for verb in ("create", "delete")]
+        denied = [f"{verb} {res}{f' in {ns}' if ns else ''} ({where})"
+                  for kubectl, where, verb, res, ns in checks if not self._can(kubectl, verb, res, ns)]  # fmt: skip
+        if denied:
+            raise EnvironmentProblem(f"missing RBAC permissions: {'; '.join(denied)}")
+        root = self.vars["ROOT_NAMESPACE"]
+        self.root_denied = sorted({res for res in ROOT_KINDS for verb in ("create", "patch", "delete")
+                                   if not self._can(self.control, verb, res, root)})  # fmt: skip
+        if self.root_denied:
+            log(f"no permission for {', '.join(self.root_denied)} in {root}: scenarios that put them there "
+                "will be reported unsupported")  # fmt: skip
+        for kubectl in {id(k): k for _, k in planes}.values():
+            for name in own:
+                if kubectl.run(["get", "namespace", name], timeout=10, check=False).returncode == 0:
+                    raise EnvironmentProblem(f"namespace {name} already exists: choose another --namespace-prefix")
+
+    @staticmethod
+    def _can(kubectl: Kubectl, verb: str, resource: str, namespace: str | None) -> bool:
+        args = ["auth", "can-i", verb, resource, "--request-timeout=5s", *(["-n", namespace] if namespace else [])]
+        return kubectl.run(args, timeout=10, check=False).stdout.strip() == "yes"
 
     def _detect(self) -> None:
-        """JWKS fetch mode from istiod's env (managed meshes hide istiod: keep the configured mode)."""
-        assert self.data is not None
-        got = self.data.run(
-            ["get", "deployment", "istiod", "-n", self.vars["ROOT_NAMESPACE"], "-o", "json"],
-            timeout=10,
-            check=False,
-        )
-        if got.returncode != 0:
+        """Version and JWKS fetch mode from istiod (control plane first; a revision's ``istiod-<rev>`` when the
+        injection label names one); a mesh that hides istiod keeps the configured values, and says so."""
+        revision = None
+        key, _, value = str(self.extra.get("injection_label") or "").partition("=")
+        if key == "istio.io/rev" and value:
+            revision = value
+        for kubectl in {id(k): k for k in (self.control, self.data) if k}.values():
+            got = kubectl.run(["get", "deployments", "-n", self.vars["ROOT_NAMESPACE"], "-l", "app=istiod",
+                               "-o", "json"], timeout=10, check=False)  # fmt: skip
+            istiod = pick_istiod(json.loads(got.stdout).get("items", []), revision) if got.returncode == 0 else None
+            if istiod is None:
+                continue
+            self.detected["istiod"] = istiod["metadata"]["name"]
+            for container in istiod["spec"]["template"]["spec"]["containers"]:
+                if container["name"] == "discovery":
+                    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+                    self.fetch_mode = plans.fetch_mode_of(env.get("PILOT_JWT_ENABLE_REMOTE_JWKS"))
+            version = istio_version_of(istiod)
+            if version:
+                self.version, self.detected["version"] = version, "istiod"
             return
-        import json
-
-        dep = json.loads(got.stdout)
-        for container in dep["spec"]["template"]["spec"]["containers"]:
-            env = {e["name"]: e.get("value") for e in container.get("env", [])}
-            if container["name"] == "discovery":
-                self.fetch_mode = plans.fetch_mode_of(env.get("PILOT_JWT_ENABLE_REMOTE_JWKS"))
-                image = container.get("image", "")
-                self.version = image.rsplit(":", 1)[-1] if ":" in image else self.version
+        log(f"istiod not visible in {self.vars['ROOT_NAMESPACE']} (managed mesh?): using --mesh-version "
+            f"{self.version} and --jwks-fetch-mode {self.fetch_mode}")  # fmt: skip
 
     def _ingress(self) -> None:
         if self.ingress_url:
@@ -149,6 +205,7 @@ class ClusterMesh(KubeMesh):
 
     def start(self) -> None:
         started = time.monotonic()
+        self._kubeconfig_given()
         kubectl = self._kubectl_binary()
         self.data = Kubectl(kubectl, self.extra.get("kubeconfig"), self.extra.get("context"))
         control = self.extra.get("control_plane_kubeconfig")
@@ -180,9 +237,29 @@ class ClusterMesh(KubeMesh):
             self.clear()
         except EnvironmentProblem as exc:
             log(f"could not delete scenario resources: {exc}")
-        for name in self.created_namespaces:
-            self.data.run(["delete", "namespace", name, "--ignore-not-found", "--wait=false"], check=False)
-        self.created_namespaces, self.data = [], None
+        planes = {id(k): k for k in (self.data, self.control) if k is not None}.values()
+        for kubectl in planes:  # made on both planes when they are split (Gateway, VirtualService live there)
+            for name in self.created_namespaces:
+                kubectl.run(["delete", "namespace", name, "--ignore-not-found", "--wait=false"], check=False)
+        self.created_namespaces, self.data, self.control = [], None, None
+
+    def apply(self, resources: Sequence[Mapping[str, Any]], *, jwks_fetch_mode: str | None = None) -> None:
+        """Apply, unless the run cannot do it on a mesh it does not own: resources in a root namespace it
+        may not write, or an istiod-fetched https JWKS behind the run's own CA (istiod trusts only the
+        roots its owner gave it)."""
+        root = self.vars["ROOT_NAMESPACE"]
+        for resource in resources:
+            meta = resource.get("metadata") or {}
+            plural = f"{str(resource.get('kind', '')).lower()}s.{str(resource.get('apiVersion', '')).split('/')[0]}"
+            plural = plural.replace("policys.", "policies.")
+            if meta.get("namespace") == root and plural in self.root_denied:
+                raise TargetCannot(f"no permission to write {plural} in {root} (namespace-only RBAC)")
+            mode = jwks_fetch_mode or self.fetch_mode
+            for rule in (resource.get("spec") or {}).get("jwtRules") or []:
+                if mode == "istiod" and str(rule.get("jwksUri", "")).startswith(f"https://{self.vars['EXTERNAL_JWKS_HOST']}"):
+                    raise TargetCannot("istiod fetches this https JWKS itself and cannot be made to trust the run's "
+                                       "CA on a cluster the suite does not own (the kind target can)")
+        super().apply(resources, jwks_fetch_mode=jwks_fetch_mode)
 
     def info(self) -> MeshInfo:
         return MeshInfo(
@@ -194,6 +271,8 @@ class ClusterMesh(KubeMesh):
                 "namespace_prefix": self.prefix,
                 "context": str(self.extra.get("context") or ""),
                 "control_plane": "separate" if self.extra.get("control_plane_kubeconfig") else "same",
+                "version_from": self.detected.get("version", "--mesh-version (istiod not visible)"),
+                **({"istiod": self.detected["istiod"]} if "istiod" in self.detected else {}),
                 **{f"phase_{k}_s": str(v) for k, v in self.timings.items()},
             },
         )
