@@ -199,7 +199,8 @@ def test_mesh_version_never_from_a_digest_and_revisions_are_found():
     assert istio_version_of(_istiod(image="gcr.io/istio-release/pilot:1.29.1-distroless")) == "1.29.1"
     assert istio_version_of(_istiod(image="reg/pilot@sha256:" + "ab" * 32)) is None  # a digest says nothing
     assert istio_version_of(_istiod(image="reg:5000/pilot@sha256:" + "ab" * 32)) is None
-    assert istio_version_of(_istiod(image="reg/pilot:latest", labels={"app.kubernetes.io/version": "1.31.0"})) == "1.31.0"
+    labelled = _istiod(image="reg/pilot:latest", labels={"app.kubernetes.io/version": "1.31.0"})
+    assert istio_version_of(labelled) == "1.31.0"
     canary = _istiod("istiod-canary", labels={"istio.io/rev": "canary"})
     stable = _istiod("istiod-1-30", labels={"istio.io/rev": "1-30"})
     assert pick_istiod([stable, canary], "canary") is canary
