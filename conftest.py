@@ -1,3 +1,3 @@
-"""The suite's pytest configuration: everything lives in the ``fixtures`` plugins."""
+"""Repository-wide pytest configuration. The suite's own plugin is loaded by ``suites/conftest.py`` only."""
 
-pytest_plugins = ["fixtures.options", "fixtures.mesh", "fixtures.scenarios", "fixtures.report"]
+pytest_plugins: list[str] = []

@@ -1,4 +1,4 @@
-"""The ``meshjwt`` command: ``playground`` (try policies on the local reference mesh) and ``version``."""
+"""The ``meshjwt`` command: ``run`` (the built-in suites), ``validate`` (your files), ``playground``, ``version``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,12 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="meshjwt", description="mesh-jwt-conformance tools")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("version", help="print the suite version")
+    commands.add_parser(
+        "run", help="run the built-in conformance suites here (reports in ./reports/<target>/)", add_help=False,
+        usage="meshjwt run [--target local|kind|cluster] [pytest options]   (meshjwt run --help: all options)",
+    )  # fmt: skip
+    check = commands.add_parser("validate", help="check scenario and policy files (one line per problem)")
+    check.add_argument("files", nargs="+", metavar="FILE", help="scenario or Istio YAML files, or folders of them")
     play = commands.add_parser(
         "playground", help="run the local reference mesh on a folder of Istio policies",
         description="Start the local reference mesh with the Istio resources of DIR, print its listeners, "
@@ -40,10 +46,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:  # everything after "run" belongs to pytest
+        from meshjwt.run import main as run_suites
+
+        return run_suites(argv[1:])
     args = parser().parse_args(argv)
     if args.command == "version":
         print(f"mesh-jwt-conformance {__version__}")
         return 0
+    if args.command == "validate":
+        from meshjwt.validate import main as validate
+
+        return validate(args.files)
     from meshjwt.playground import Options, run  # the mesh's imports only when needed
 
     return run(Options(policies=args.policies, sidecar_port=args.sidecar_port, gateway_port=args.gateway_port,

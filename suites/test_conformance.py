@@ -1,6 +1,6 @@
 """The conformance suite: every case of every scenario (built-in and ``--scenarios``), on ``--target``."""
 
-from fixtures.scenarios import run_case
+from meshjwt.pytest_plugin.scenarios import run_case
 
 
 def test_case(scenario_case, runner, settings):

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from meshjwt import data
 from meshjwt.errors import ConfigError
 from meshjwt.kube.readiness import ProxyKind
 
@@ -40,12 +41,8 @@ DEPLOYMENTS: tuple[tuple[str, str, ProxyKind], ...] = (
 
 
 def manifests_dir() -> Path:
-    """``manifests/workloads`` of the source tree (or of the current directory)."""
-    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
-        candidate = root / "manifests" / "workloads"
-        if (candidate / "namespaces.yaml").is_file():
-            return candidate
-    raise ConfigError("manifests/workloads not found: run from the mesh-jwt-conformance checkout")
+    """``manifests/workloads`` of the installed package (or of the source checkout)."""
+    return data.manifests_dir() / "workloads"
 
 
 def substitute(text: str, variables: Mapping[str, str], *, source: str = "manifest") -> str:

@@ -16,12 +16,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from meshjwt.data import builtin_scenarios_dir
 from meshjwt.errors import ConfigError
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
 from meshjwt.targets.base import Request
 from meshjwt.tokens import TokenFactory
 
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "suites" / "scenarios"
+BUILTIN_DIR = builtin_scenarios_dir()
 
 
 class ScenarioError(ConfigError):

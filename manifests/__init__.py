@@ -1,0 +1,1 @@
+"""Package data: the scenarios' Istio resources (``scenarios/``) and sample workloads (``workloads/``)."""

@@ -1,0 +1,27 @@
+"""``meshjwt run``: the built-in conformance suites of the installed package, run by pytest in any folder.
+
+Reports go to ``./reports/<target>/`` (``--reports-dir`` moves them). Every argument is a pytest option
+(``meshjwt run --help`` lists the suite's). The run uses its own pytest configuration (``pytest_plugin/run.ini``)
+instead of any found in the current folder or its parents, so the suite behaves the same wherever it starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from meshjwt.data import suites_dir
+
+
+def pytest_args(user_args: Sequence[str], cwd: Path | None = None) -> list[str]:
+    """pytest's arguments: the packaged suites, their configuration, this folder as rootdir, then the user's."""
+    config = resources.files("meshjwt.pytest_plugin").joinpath("run.ini")
+    return [str(suites_dir()), "-c", str(config), f"--rootdir={cwd or Path.cwd()}", *user_args]
+
+
+def main(user_args: Sequence[str]) -> int:
+    """Run the suites; pytest's exit code."""
+    import pytest  # the suite's imports only when running it
+
+    return int(pytest.main(pytest_args(user_args)))
