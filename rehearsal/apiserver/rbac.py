@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rehearsal.apiserver import protobuf
 from rehearsal.apiserver.errors import ApiError
 
-PROTOBUF_MAGIC = b"k8s\x00"
+PROTOBUF_MAGIC = protobuf.MAGIC
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ def allowed(tenant: Tenant | None, attrs: Attributes) -> bool:
     if tenant is None:
         return True
     if attrs.group == "" and attrs.resource == "namespaces":
+        if not attrs.name and attrs.verb in ("create", "delete"):
+            return tenant.may_create_namespaces  # can-i without a name: the name is checked on the request
         if not tenant.owns(attrs.name):
             return False
         return attrs.verb in ("get", "list", "watch") or tenant.may_create_namespaces
@@ -49,68 +52,11 @@ def allowed(tenant: Tenant | None, attrs: Attributes) -> bool:
     return tenant.owns(attrs.namespace)
 
 
-# --- protobuf wire format, just enough for SelfSubjectAccessReview ---------------------------------
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
-def fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) of a protobuf message: varints as int, length-delimited as bytes."""
-    pos = 0
-    while pos < len(data):
-        tag, pos = _varint(data, pos)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-            yield number, value
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            yield number, data[pos:pos + length]
-            pos += length
-        elif wire == 1:
-            yield number, data[pos:pos + 8]
-            pos += 8
-        elif wire == 5:
-            yield number, data[pos:pos + 4]
-            pos += 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-
-
-def _message(data: bytes) -> dict[int, bytes]:
-    return {n: v for n, v in fields(data) if isinstance(v, bytes)}
-
-
-RESOURCE_ATTRIBUTES = ("namespace", "verb", "group", "version", "resource", "subresource", "name")
-
-
 def review_spec(body: bytes, content_type: str) -> dict[str, Any]:
     """``spec`` of a SelfSubjectAccessReview, from JSON or from the protobuf envelope kubectl 1.32 sends."""
     try:
         if body.startswith(PROTOBUF_MAGIC) or "protobuf" in content_type:
-            unknown = _message(body[len(PROTOBUF_MAGIC):] if body.startswith(PROTOBUF_MAGIC) else body)
-            review = _message(unknown.get(2, b""))  # runtime.Unknown.raw
-            spec = _message(review.get(2, b""))
-            out: dict[str, Any] = {}
-            if 1 in spec:
-                attrs = _message(spec[1])
-                out["resourceAttributes"] = {
-                    name: attrs[i + 1].decode() for i, name in enumerate(RESOURCE_ATTRIBUTES) if i + 1 in attrs
-                }
-            if 2 in spec:
-                attrs = _message(spec[2])
-                out["nonResourceAttributes"] = {k: attrs[i].decode() for i, k in ((1, "path"), (2, "verb"))
-                                                if i in attrs}
-            return out
+            return protobuf.access_review_spec(body)
         return dict(json.loads(body or b"{}").get("spec") or {})
     except (ValueError, UnicodeDecodeError, AttributeError) as exc:
         raise ApiError(400, f"cannot decode SelfSubjectAccessReview: {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import hashlib
@@ -20,7 +21,7 @@ from urllib.parse import unquote
 import yaml
 from aiohttp import web
 
-from rehearsal.apiserver import errors, exec_ws, patch, rbac, tables
+from rehearsal.apiserver import errors, exec_ws, patch, protobuf, rbac, tables, tls
 from rehearsal.apiserver.controllers import Controllers, Injector, pod_defaults
 from rehearsal.apiserver.errors import ApiError
 from rehearsal.apiserver.exec_ws import ExecHandler, ExecRequest
@@ -62,12 +63,15 @@ class ApiServer:
         exec_handler: ExecHandler | None = None,
         log_handler: LogHandler | None = None,
         tenants: Mapping[str, Tenant] | None = None,
+        tls: bool | None = None,
     ) -> None:
         self.name, self.kube_version = name, kube_version
         self.pod_ready_delay, self.namespace_finalize_delay = pod_ready_delay, namespace_finalize_delay
         self.node_name = node[0] if node else None
         self.injector, self.exec_handler, self.log_handler = injector, exec_handler, log_handler
         self.tenants = dict(tenants) if tenants is not None else None
+        self.tls = tenants is not None if tls is None else tls  # kubectl sends tokens over https only
+        self.ca_pem: str | None = None
         self.registry = Registry()
         self.store = Store(self.registry)
         self.store.subscribe(self._sync_crds)
@@ -130,10 +134,13 @@ class ApiServer:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
                                      handler_cancellation=True, max_line_size=MAX_LINE, max_field_size=MAX_LINE)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        context = None
+        if self.tls:
+            context, self.ca_pem = tls.serving_context()
+        site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=context)
         await site.start()
         bound = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{bound}"
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{bound}"
         log.debug("%s: listening on %s", self.name, self.url)
 
     def stop(self) -> None:
@@ -177,13 +184,18 @@ class ApiServer:
         self.stop()
 
     def kubeconfig(self, path: str | Path, token: str | None = None, context: str = "sim") -> Path:
-        """Write a complete kubeconfig (cluster, user with the token if given, current context) for this server."""
+        """Write a complete kubeconfig (cluster with its CA over TLS, user with the token, current context).
+
+        kubectl sends a token only over https: a server with tenants serves TLS (``tls`` overrides)."""
         if self.url is None:
             raise RuntimeError(f"{self.name}: start() the server before writing a kubeconfig")
         user: dict[str, Any] = {"token": token} if token else {}
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.ca_pem:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca_pem.encode()).decode()
         config = {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "clusters": [{"name": context, "cluster": cluster}],
             "users": [{"name": context, "user": user}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
             "current-context": context,
@@ -462,6 +474,13 @@ class ApiServer:
         raw = await request.read()
         if not raw:
             return {}
+        if raw.startswith(protobuf.MAGIC) or "protobuf" in request.content_type:
+            try:
+                return protobuf.decode_object(raw)
+            except ValueError as exc:
+                raise ApiError(415, f"the body of the request was in an unknown format ({exc}) - this rehearsal"
+                                    " server decodes protobuf for Namespace, ConfigMap, Secret and"
+                                    " SelfSubjectAccessReview only: send JSON", "UnsupportedMediaType") from None
         try:
             if "yaml" in request.content_type:
                 return yaml.safe_load(raw)
@@ -472,6 +491,8 @@ class ApiServer:
     def _admit(self, obj: dict[str, Any], target: Target) -> dict[str, Any]:
         """Defaults the real admission chain adds (cluster IPs, deployment fields, pod status)."""
         key = target.kind.key
+        if key == "secrets":
+            _fold_string_data(obj)
         spec = obj.setdefault("spec", {}) if key in ("services", "deployments.apps", "pods") else None
         if key == "services" and spec is not None:
             spec.setdefault("type", "ClusterIP")
@@ -544,6 +565,8 @@ class ApiServer:
 
     def _save(self, new: dict[str, Any], target: Target) -> dict[str, Any]:
         new["metadata"]["name"] = target.name
+        if target.kind.key == "secrets":
+            _fold_string_data(new)
         if target.kind.namespaced:
             new["metadata"]["namespace"] = target.namespace
         stored = self.store.replace(self._store_version(new, target))
@@ -737,6 +760,15 @@ def _safe(handler: ExecHandler | None) -> ExecHandler | None:
             return exec_ws.ExecResult(b"", f"exec handler failed: {exc}\n".encode(), 1)
 
     return run
+
+
+def _fold_string_data(secret: dict[str, Any]) -> None:
+    """As the real API does: ``stringData`` is written into ``data`` (base64) and not stored."""
+    plain = secret.pop("stringData", None) or {}
+    if plain:
+        data = secret.setdefault("data", {})
+        for key, value in plain.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
 
 
 def _as_version(obj: dict[str, Any], target: Target) -> dict[str, Any]:
