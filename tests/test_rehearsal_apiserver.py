@@ -9,6 +9,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -23,14 +24,9 @@ import yaml
 
 aiohttp = pytest.importorskip("aiohttp", reason="the rehearsal extra (aiohttp) is not installed")
 
-from meshjwt.kube import readiness  # noqa: E402
-from rehearsal.apiserver import (  # noqa: E402
-    ApiServer,
-    ExecRequest,
-    ExecResult,
-    Tenant,
-    rbac,  # noqa: E402
-)
+from meshjwt.kube import readiness, workloads  # noqa: E402
+from meshjwt.kube.kubectl import Kubectl, ResourceRef  # noqa: E402
+from rehearsal.apiserver import ApiServer, ExecRequest, ExecResult, Tenant, rbac  # noqa: E402
 from rehearsal.apiserver import patch as patches  # noqa: E402
 
 GCLOUD_KUBECTL = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32"
@@ -661,3 +657,77 @@ def test_exec_round_trip_figure(kube: Kube, exec_pod: str) -> None:
         kube("exec", "-n", "exec-ns", exec_pod, "-c", "sleep", "--", "echo")
         times.append(time.monotonic() - started)
     print(f"kubectl exec round trip, median of 5: {statistics.median(times) * 1000:.0f} ms")
+
+
+# --- the project's own workloads, through the kube helpers the targets use ------------------------------
+def istio_crd(kind: str, plural: str, group: str = "networking.istio.io") -> dict[str, Any]:
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "scope": "Namespaced",
+                     "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": schema}]}}
+
+
+def test_project_workloads_deploy_and_become_ready(server: ApiServer, kube: Kube,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECACHEDIR", str(kube.cache))
+    kubectl = Kubectl(str(KUBECTL), str(kube.kubeconfig))
+    kubectl.apply([istio_crd("Gateway", "gateways"), istio_crd("VirtualService", "virtualservices")])
+    variables = {"NAMESPACE": "wl-foo", "BOOKINFO_NAMESPACE": "wl-bookinfo", "EXTERNAL_NAMESPACE": "wl-jwks",
+                 "INJECTION_LABEL_KEY": "istio-injection", "INJECTION_LABEL_VALUE": "enabled"}
+    docs = workloads.load(variables)
+    namespaces = [d for d in docs if d["kind"] == "Namespace"]
+    rest = [d for d in docs if d["kind"] != "Namespace"]
+    kubectl.apply(namespaces)
+    kubectl.apply(rest + workloads.jwks_configmaps('{"keys": []}', "wl-foo", "wl-jwks")
+                  + [workloads.ca_secret("wl-foo", "-----BEGIN CERTIFICATE-----\n")])
+    for ns_var, name, injected in workloads.DEPLOYMENTS:
+        namespace = variables[ns_var]
+
+        def check(namespace: str = namespace, name: str = name, injected: bool = injected) -> readiness.Check:
+            dep = kubectl.json(["get", "deployment", name, "-n", namespace])
+            ok, reason = readiness.deployment_rolled_out(dep)
+            if not ok:
+                return ok, reason
+            selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+            pods = kubectl.json(["get", "pods", "-n", namespace, "-l", selector]).get("items", [])
+            return readiness.pods_ready(pods, injected=injected, app=name)
+
+        readiness.wait_for(check, timeout=WAIT, what=f"{namespace}/{name}", interval=0.05)
+    assert kubectl.json(["get", "virtualservice", "bookinfo", "-n", "wl-bookinfo"])["spec"]["gateways"] == [
+        "bookinfo-gateway"]
+    secret = server.store.get("secrets", "wl-foo", workloads.EXTERNAL_JWKS_CA_SECRET)
+    assert "stringData" not in secret and set(secret["data"]) == {"cacert", "ca.crt"}
+    # what KubeMesh.apply does with a scenario's resources: apply, then delete what is no longer wanted
+    kubectl.apply([CRD])
+    ra = request_authentication("ra", "wl-foo", [{"issuer": "i", "jwks": "{}"}])
+    kubectl.apply([ra])
+    kubectl.delete(ResourceRef.of(ra), timeout=10)
+    assert server.store.get("requestauthentications.security.istio.io", "wl-foo", "ra") is None
+    kubectl.delete(ResourceRef.of(ra), timeout=10)  # --ignore-not-found: a second delete is fine
+
+
+def test_module_entry_point(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kc"
+    with subprocess.Popen([sys.executable, "-m", "rehearsal.apiserver", "--kubeconfig", str(kubeconfig)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=Path(__file__).resolve().parents[1]) as proc:
+        try:
+            url = proc.stdout.readline().strip()
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
+            kube = Kube(None, kubeconfig, tmp_path / "cache")  # type: ignore[arg-type]
+            assert kube("exec", "-n", "default", "nope", "--", "x", check=False).returncode == 1
+            assert kube("get", "ns", "default", "-o", "name").stdout.strip() == "namespace/default"
+        finally:
+            proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    port = url.rsplit(":", 1)[1]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = subprocess.run([sys.executable, "-m", "rehearsal.apiserver", "--port",
+                               str(taken.getsockname()[1])], capture_output=True, text=True, timeout=30,
+                              cwd=Path(__file__).resolve().parents[1])
+    assert busy.returncode == 2 and busy.stdout == "" and len(busy.stderr.strip().splitlines()) == 1
+    assert "cannot listen on 127.0.0.1" in busy.stderr and port
