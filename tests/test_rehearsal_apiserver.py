@@ -483,10 +483,10 @@ def test_self_subject_access_review_protobuf_decoding() -> None:
                               tenant)["status"]["allowed"] is False
 
 
-def test_tenant_rbac(tmp_path: Path) -> None:
+def test_tenant_rbac_over_tls(tmp_path: Path) -> None:
     tenants = {"alice-token": Tenant("alice", ("team-",)), "bob-token": Tenant("bob", ("ro-",), False)}
-    with ApiServer(name="rbac", tenants=tenants, node=None) as api:
-        api.start()
+    with ApiServer(name="rbac", tenants=tenants, pod_ready_delay=0, exec_handler=run_command) as api:
+        assert api.start().startswith("https://127.0.0.1:")  # kubectl sends tokens over https only
         alice = kube_for(api, tmp_path / "alice", token="alice-token")
         bob = kube_for(api, tmp_path / "bob", token="bob-token")
         stranger = kube_for(api, tmp_path / "x", token="wrong")
@@ -498,8 +498,9 @@ def test_tenant_rbac(tmp_path: Path) -> None:
         denied = alice("auth", "can-i", "create", "requestauthentications.security.istio.io", "-n", "istio-system",
                        check=False)
         assert denied.stdout.strip() == "no"
-        alice.apply(namespace("team-a"), configmap("cm", "team-a"))
-        alice("delete", "namespace", "team-a", "--wait=false")
+        alice.apply(namespace("team-a"), deployment("app", "team-a"))
+        alice("rollout", "status", "-n", "team-a", "deployment/app", "--timeout=20s")
+        assert alice("exec", "-n", "team-a", "deploy/app", "--", "echo", "over", "wss").stdout == "over wss\n"
         crd = alice("get", "crd", "x.example.io", check=False)
         assert crd.returncode == 1 and (
             'customresourcedefinitions.apiextensions.k8s.io "x.example.io" is forbidden: User "alice" cannot get'
@@ -511,8 +512,11 @@ def test_tenant_rbac(tmp_path: Path) -> None:
         assert "forbidden" in alice("get", "nodes", check=False).stderr
         assert "forbidden" in alice("create", "namespace", "other", check=False).stderr
         assert "forbidden" in bob("create", "namespace", "ro-x", check=False).stderr
+        assert "forbidden" in bob("get", "pods", "-n", "team-a", check=False).stderr
         assert bob("get", "namespace", "ro-x", check=False).stderr.startswith("Error from server (NotFound)")
         assert "You must be logged in to the server" in stranger("get", "pods", "-n", "team-a", check=False).stderr
+        assert 'namespace "team-a" deleted' in alice("delete", "namespace", "team-a").stdout  # waits: watch by name
+        assert api.store.get("namespaces", None, "team-a") is None
 
 
 # --- exec and logs --------------------------------------------------------------------------------------
