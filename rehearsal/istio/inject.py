@@ -65,8 +65,11 @@ CONTAINER_FIELDS = [
 
 
 def _minor(version: str) -> tuple[int, int]:
-    major, minor = version.removeprefix("v").split(".")[:2]
-    return int(major), int(minor)
+    """``1.29.2`` → (1, 29); a tag that is not a release (``latest``, ``master``) counts as the newest."""
+    parts = version.removeprefix("v").split(".")
+    if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return (10**6, 0)
+    return int(parts[0]), int(parts[1])
 
 
 def native_sidecars_default(version: str, kubelet_minor: int = NATIVE_SIDECARS_MIN_KUBELET) -> bool:

@@ -2,7 +2,7 @@
 
     python -m rehearsal.tools.istioctl [--istio-version 1.29.2] install -y -f OVERLAY [--set k=v]
         [--kubeconfig K] [--context C] [--readiness-timeout 600s]
-    python -m rehearsal.tools.istioctl version [--remote=false] [--short] [-o json|yaml]
+    python -m rehearsal.tools.istioctl version [--remote[=false]] [--short] [-o json|yaml]
 
 The Istio version is ``--istio-version`` (baked in by a wrapper script) or ``$MESHJWT_REHEARSAL_ISTIO_VERSION``
 (pinned per rehearsal). ``install`` applies :func:`rehearsal.istio.install.install_components` through the
@@ -73,8 +73,8 @@ def parser() -> argparse.ArgumentParser:
     install.add_argument("--context")
     install.add_argument("--readiness-timeout", default="300s")
     version = sub.add_parser("version", add_help=False)
-    version.add_argument("--remote", type=parse_bool, nargs="?", const=True, default=True)
-    version.add_argument("--short", action="store_true")
+    version.add_argument("--remote", type=parse_bool, nargs="?", const=True, default=False)
+    version.add_argument("-s", "--short", type=parse_bool, nargs="?", const=True, default=False)
     version.add_argument("-o", "--output", choices=["json", "yaml"])
     version.add_argument("--kubeconfig", "-c")
     version.add_argument("--context")
@@ -205,7 +205,16 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{status} {text}".split() if status else str(text).split())[:300]
 
 
+def _long_form(info: dict[str, str]) -> str:
+    """Go's ``%#v`` of a version.BuildInfo, as ``istioctl version`` prints it without --short."""
+    return (
+        f'version.BuildInfo{{Version:"{info["version"]}", GitRevision:"{info["revision"]}", '
+        f'GolangVersion:"{info["golang_version"]}", BuildStatus:"{info["status"]}", GitTag:"{info["tag"]}"}}'
+    )
+
+
 def version_command(args: argparse.Namespace, out: Callable[[str], None]) -> None:
+    """``istioctl version`` (pkg/version/cobra.go): --remote is off by default, --short keeps the labels."""
     version = istio_version(args)
     client = {"version": version, "revision": "rehearsal", "golang_version": "", "status": "Clean", "tag": version}
     mesh = _mesh_versions(args) if args.remote else None
@@ -213,31 +222,56 @@ def version_command(args: argparse.Namespace, out: Callable[[str], None]) -> Non
         doc: dict[str, Any] = {"clientVersion": client}
         if mesh:
             doc["meshVersion"] = mesh
-        out(json.dumps(doc, indent=2) if args.output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
+        out(json.dumps(doc, indent=2) if args.output == "json" else yaml.safe_dump(doc, sort_keys=True).rstrip())
         return
-    if args.short and not args.remote:
-        out(version)
+    if args.short:
+        out(f"client version: {version}")
+        if mesh and len({m["Info"]["version"] for m in mesh}) == 1:
+            out(f"control plane version: {mesh[0]['Info']['version']}")
+        else:
+            for item in mesh or []:
+                out(f"{item['Component']} version: {item['Info']['version']}")
         return
-    out(f"client version: {version}")
+    out(f"client version: {_long_form(client)}")
     for item in mesh or []:
-        out(f"control plane version: {item['info']['version']}")
+        out(f"{item['Component']} version: {_long_form(item['Info'])}")
 
 
 def _mesh_versions(args: argparse.Namespace) -> list[dict[str, Any]] | None:
-    """istiod versions read from the cluster (None when it cannot be reached, as istioctl then only warns)."""
+    """istiod versions read from the cluster (None when it cannot be reached: istioctl then prints the client's)."""
     from rehearsal.istio.settings import istiod_settings
     from rehearsal.tools.kubeapi import KubeApi
 
     try:
         with KubeApi(args.kubeconfig, args.context) as api:
             deployment = api.get("apps/v1", "Deployment", "istiod", "istio-system")
-    except Exception as exc:
-        print(f"Error: unable to reach the cluster for its control plane version: {_one_line(exc)}", file=sys.stderr)
+    except Exception:
         return None
     if not deployment:
-        return []
+        return None
     settings = istiod_settings(deployment)
-    return [{"Component": "pilot", "Revision": settings.revision or "default", "info": {"version": settings.version}}]
+    info = {
+        "version": settings.version,
+        "revision": "",
+        "golang_version": "",
+        "status": "Clean",
+        "tag": settings.version,
+    }
+    return [{"Component": "istiod", "Revision": settings.revision or "default", "Info": info}]
+
+
+def _without_baked_version(argv: Sequence[str]) -> list[str]:
+    """The user's arguments: a wrapper's ``--istio-version X`` / ``--istio-version=X`` left out."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--istio-version":
+            skip = True
+        elif not arg.startswith("--istio-version="):
+            out.append(arg)
+    return out
 
 
 def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> int:
@@ -252,7 +286,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
         else:
             raise Usage("no command")
     except Usage:
-        print(f"not simulated: {' '.join(argv)}", file=sys.stderr)
+        print(f"not simulated: {' '.join(_without_baked_version(argv))}", file=sys.stderr)
         return 2
     except Failure as exc:
         print(f"Error: {exc}", file=sys.stderr)
