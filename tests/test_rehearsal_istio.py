@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 import time
@@ -583,3 +584,14 @@ def test_cli_module_entry_point(tmp_path: Path) -> None:
         cwd=REPO,
     )
     assert done.returncode == 2 and done.stderr == "not simulated: proxy-status\n" and not done.stdout
+
+
+def test_wrapper_executable_for_istioctl_path(tmp_path: Path) -> None:
+    baked = istioctl.write_wrapper(tmp_path / "istioctl", "1.27.8")
+    env = {k: v for k, v in os.environ.items() if k != istioctl.VERSION_ENV}
+    run = subprocess.run([str(baked), "version", "--short"], capture_output=True, text=True, timeout=60, env=env)
+    assert (run.returncode, run.stdout) == (0, "client version: 1.27.8\n")
+    pinned = istioctl.write_wrapper(tmp_path / "istioctl-env")
+    env[istioctl.VERSION_ENV] = "1.30.3"
+    run = subprocess.run([str(pinned), "version", "--short"], capture_output=True, text=True, timeout=60, env=env)
+    assert (run.returncode, run.stdout) == (0, "client version: 1.30.3\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -36,16 +37,22 @@ def golden_file(relative: str) -> Path:
 
 
 @lru_cache(maxsize=16)
-def _load(path: str, mtime: float) -> tuple[str, ...]:
-    return (Path(path).read_text(),)
+def _text(path: str, mtime: float) -> str:
+    return Path(path).read_text()
+
+
+@lru_cache(maxsize=16)
+def _docs(path: str, mtime: float) -> tuple[dict[str, Any], ...]:
+    return tuple(doc for doc in yaml.safe_load_all(_text(path, mtime)) if doc)
 
 
 def read_text(relative: str) -> str:
     """The text of a golden file (cached per path and modification time)."""
     path = golden_file(relative)
-    return _load(str(path), path.stat().st_mtime)[0]
+    return _text(str(path), path.stat().st_mtime)
 
 
 def load_all(relative: str) -> list[dict[str, Any]]:
     """Every YAML document of a golden file, empty documents dropped (fresh copies: callers may mutate them)."""
-    return [doc for doc in yaml.safe_load_all(read_text(relative)) if doc]
+    path = golden_file(relative)
+    return copy.deepcopy(list(_docs(str(path), path.stat().st_mtime)))

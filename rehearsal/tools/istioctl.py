@@ -260,6 +260,23 @@ def _mesh_versions(args: argparse.Namespace) -> list[dict[str, Any]] | None:
     return [{"Component": "istiod", "Revision": settings.revision or "default", "Info": info}]
 
 
+def write_wrapper(path: Path, version: str | None = None, python: str = sys.executable) -> Path:
+    """An executable ``istioctl`` for ``--istioctl-path`` running this stand-in (``version`` baked in, or None
+    to take ``$MESHJWT_REHEARSAL_ISTIO_VERSION`` at run time)."""
+    import shlex
+
+    root = Path(__file__).resolve().parents[2]
+    baked = f" --istio-version {shlex.quote(version)}" if version else ""
+    path.write_text(
+        "#!/bin/sh\n"
+        "# istioctl stand-in for rehearsals (rehearsal/tools/istioctl.py); not Istio's istioctl\n"
+        f"PYTHONPATH={shlex.quote(str(root))}${{PYTHONPATH:+:$PYTHONPATH}} exec {shlex.quote(python)} "
+        f'-m rehearsal.tools.istioctl{baked} "$@"\n'
+    )
+    path.chmod(0o755)
+    return path
+
+
 def _without_baked_version(argv: Sequence[str]) -> list[str]:
     """The user's arguments: a wrapper's ``--istio-version X`` / ``--istio-version=X`` left out."""
     out: list[str] = []
