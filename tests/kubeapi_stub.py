@@ -1,4 +1,4 @@
-"""A thin in-process Kubernetes API stand-in for the istioctl stand-in's tests (discovery, get/create/replace).
+"""A thin in-process Kubernetes API stand-in for the istioctl stand-in's tests (discovery, get/create/merge-patch).
 
 Only what the dynamic client needs for create-or-update is answered; Deployments become ready after a
 number of reads (or never). The real simulated API server is ``rehearsal.apiserver`` (integrated by
@@ -40,6 +40,19 @@ BUILTIN: dict[tuple[str, str], dict[str, tuple[str, bool]]] = {
 }
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
 class StubApi:
     """Serve on 127.0.0.1:<free port>; ``ready_after`` reads of a Deployment make it ready (None: never)."""
 
@@ -73,8 +86,9 @@ class StubApi:
             def do_POST(self) -> None:
                 self._send(*stub.handle("POST", self.path, self._body()))
 
-            def do_PUT(self) -> None:
-                self._send(*stub.handle("PUT", self.path, self._body()))
+            def do_PATCH(self) -> None:
+                assert self.headers.get("Content-Type") == "application/merge-patch+json", self.headers
+                self._send(*stub.handle("PATCH", self.path, self._body()))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -202,8 +216,10 @@ class StubApi:
             assert body is not None
             if method == "POST" and current is not None:
                 return 409, {"kind": "Status", "status": "Failure", "reason": "AlreadyExists", "code": 409}
-            if method == "PUT" and current is None:
-                return 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
+            if method == "PATCH":
+                if current is None:
+                    return 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
+                body = merge_patch(current, body)
             meta = body.setdefault("metadata", {})
             meta["resourceVersion"] = str(next(self._versions))
             meta["generation"] = (current or {}).get("metadata", {}).get("generation", 0) + 1

@@ -541,10 +541,11 @@ def test_cli_installs_through_a_kube_api_and_waits_for_readiness(golden_root: Pa
         configmaps = [o for o in api.objects.values() if o["kind"] == "ConfigMap"]
         settings = istiod_settings(istiod, configmaps)
         assert (settings.version, settings.jwks_fetch_mode, settings.extra_root_ca) == (VERSION, "envoy", CA_PEM)
-        # again: everything exists, so it is updated in place (PUT), not created
-        puts = sum(1 for m, _ in api.requests if m == "PUT")
+        # again: everything exists, so it is patched in place, not created
+        posts = sum(1 for m, _ in api.requests if m == "POST")
         assert run_cli(*argv)[0] == 0
-        assert sum(1 for m, _ in api.requests if m == "PUT") - puts == len(api.objects)
+        assert sum(1 for m, _ in api.requests if m == "PATCH") == len(api.objects)
+        assert sum(1 for m, _ in api.requests if m == "POST") == posts
         code, lines = run_cli("version", "--remote", "--short", "--kubeconfig", kubeconfig)
         assert (code, lines) == (0, [f"client version: {VERSION}", f"control plane version: {VERSION}"])
 

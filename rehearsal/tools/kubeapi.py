@@ -39,19 +39,18 @@ class KubeApi:
         return self._client.resources.get(api_version=api_version, kind=kind)
 
     def apply(self, obj: dict[str, Any]) -> str:
-        """Create ``obj``, or replace it keeping its resourceVersion; returns "created" or "configured"."""
+        """Create ``obj`` (POST), or update it with a JSON merge patch (PATCH); returns "created" or "configured"."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
         meta = obj["metadata"]
         resource = self._resource(obj["apiVersion"], obj["kind"])
         namespace = meta.get("namespace") if resource.namespaced else None
         try:
-            current = resource.get(name=meta["name"], namespace=namespace)
+            resource.get(name=meta["name"], namespace=namespace)
         except NotFoundError:
             resource.create(body=obj, namespace=namespace)
             return "created"
-        body = {**obj, "metadata": {**meta, "resourceVersion": current.metadata.resourceVersion}}
-        resource.replace(body=body, name=meta["name"], namespace=namespace)
+        resource.patch(body=obj, name=meta["name"], namespace=namespace, content_type="application/merge-patch+json")
         return "configured"
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
