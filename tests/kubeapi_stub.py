@@ -56,8 +56,9 @@ def merge_patch(target: Any, patch: Any) -> Any:
 class StubApi:
     """Serve on 127.0.0.1:<free port>; ``ready_after`` reads of a Deployment make it ready (None: never)."""
 
-    def __init__(self, ready_after: int | None = 1) -> None:
+    def __init__(self, ready_after: int | None = 1, forbid: frozenset[str] = frozenset()) -> None:
         self.ready_after = ready_after
+        self.forbid = forbid  # plurals whose creation is refused with 403
         self.objects: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
         self.reads: dict[tuple[str, ...], int] = {}
         self.requests: list[tuple[str, str]] = []
@@ -214,6 +215,8 @@ class StubApi:
                         }
                 return 200, current
             assert body is not None
+            if method == "POST" and plural in self.forbid:
+                return 403, {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403}
             if method == "POST" and current is not None:
                 return 409, {"kind": "Status", "status": "Failure", "reason": "AlreadyExists", "code": 409}
             if method == "PATCH":

@@ -563,6 +563,17 @@ def test_cli_times_out_with_one_line(golden_root: Path, helm: None, tmp_path: Pa
     assert err == "Error: timed out waiting for Deployment istio-system/istiod to be ready\n"
 
 
+def test_cli_refused_object_is_named_in_one_line(golden_root: Path, helm: None, tmp_path: Path, capsys) -> None:
+    file = tmp_path / "overlay.yaml"
+    file.write_text(yaml.safe_dump(overlay("istiod")))
+    with StubApi(forbid=frozenset({"deployments"})) as api:
+        kubeconfig = str(api.kubeconfig(tmp_path / "kubeconfig"))
+        code, lines = run_cli("install", "-y", "-f", str(file), "--kubeconfig", kubeconfig)
+    err = capsys.readouterr().err
+    assert code == 1 and lines == ["✔ Istio core installed ⛵️"]
+    assert err.startswith("Error: failed to apply Deployment istio-system/istiod: 403") and err.count("\n") == 1, err
+
+
 def test_cli_unreachable_api_is_one_line(golden_root: Path, helm: None, tmp_path: Path, capsys) -> None:
     file = tmp_path / "overlay.yaml"
     file.write_text(yaml.safe_dump(overlay("istiod")))

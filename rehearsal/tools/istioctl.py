@@ -180,7 +180,11 @@ def install(args: argparse.Namespace, out: Callable[[str], None]) -> None:
         with KubeApi(args.kubeconfig, args.context) as api:
             for name, objects in components:
                 for obj in objects:
-                    api.apply(obj)
+                    try:
+                        api.apply(obj)
+                    except Exception as exc:
+                        where = "/".join(filter(None, [obj["metadata"].get("namespace"), obj["metadata"]["name"]]))
+                        raise Failure(f"failed to apply {obj['kind']} {where}: {_one_line(exc)}") from None
                 if any(obj["kind"] == "CustomResourceDefinition" for obj in objects):
                     api.rediscover()
                 for obj in objects:
