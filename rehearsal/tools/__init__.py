@@ -1,0 +1,1 @@
+"""Stand-ins for the command-line tools the kind/cluster targets run (rehearsal only)."""
