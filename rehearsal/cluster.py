@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rehearsal.apiserver import ApiServer, ExecRequest, ExecResult, Tenant
-from rehearsal.istio.inject import inject
-from rehearsal.istio.install import install_objects, istiod_settings
 
 from meshjwt.kube import plans
+from rehearsal.apiserver import ApiServer, ExecRequest, ExecResult, Tenant
 from rehearsal.dataplane import DataPlane
+from rehearsal.istio.inject import inject
+from rehearsal.istio.install import install_objects
+from rehearsal.istio.settings import istiod_settings
 
 #: kind's default CoreDNS configuration (what the kind target edits for the external JWKS host)
 KIND_COREFILE = """.:53 {
@@ -82,11 +83,15 @@ def kube_system() -> list[dict[str, Any]]:
 
 
 def seed(server: ApiServer, objects: list[dict[str, Any]]) -> None:
-    """Create ``objects`` in the server's store (as an installer would through the API)."""
+    """Create ``objects`` (and their namespaces) in the server's store, skipping what exists."""
     for obj in objects:
-        ns = obj.get("metadata", {}).get("namespace")
+        meta = obj.get("metadata", {})
+        ns = meta.get("namespace")
         if ns and server.store.get("namespaces", None, ns) is None:
             server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        kind = server.registry.by_api_version(obj["apiVersion"], obj["kind"])
+        if server.store.get(kind.key, ns, meta["name"]) is not None:
+            continue
         server.store.create(obj)
 
 
@@ -132,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     holder: dict[str, DataPlane] = {}
 
     def injector(pod: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
-        istiod = holder["dp"].istiod_deployment()
-        if istiod is None:  # no istiod, no injection webhook
+        settings = holder["dp"].istiod()
+        if settings is None:  # no istiod, no injection webhook
             return pod
-        settings = istiod_settings(istiod)
-        return inject(pod, namespace, version=settings.version, revision=settings.revision)
+        return inject(pod, namespace, version=settings.version, revision=settings.revision or None,
+                      hub=settings.hub)  # fmt: skip
 
     def exec_handler(request: ExecRequest) -> ExecResult:
         out, err, code = holder["dp"].exec(request.namespace, request.pod, request.container, request.command,

@@ -72,11 +72,25 @@ def fetch_mode(istiod: Mapping[str, Any] | None) -> str:
     return "istiod"
 
 
+def with_routes(config: bytes, routes: list[str]) -> bytes:
+    """A curl config whose every transfer connects Service names to their loopback ports: the pod's DNS
+    and Service routing (curl forgets ``--connect-to`` at each ``next``)."""
+    lines = [f'connect-to = "{value}"' for flag, value in zip(routes[::2], routes[1::2], strict=True)
+             if flag == "--connect-to"]  # fmt: skip
+    block = "\n".join(lines)
+    out = [block]
+    for line in config.decode().splitlines():
+        out.append(line)
+        if line.strip() == "next":
+            out.append(block)
+    return ("\n".join(out) + "\n").encode()
+
+
 class DataPlane:
     """Envoy + workload servers, reconciled from the API stand-in's stores after every change."""
 
     def __init__(self, workdir: Path, workloads: Store, istio: Store, *, gateway_port: int | None = None,
-                 istiod_settings: Callable[[Mapping[str, Any]], Any] | None = None) -> None:  # fmt: skip
+                 istiod_settings: Callable[..., Any] | None = None) -> None:  # fmt: skip
         self.workdir = workdir
         self.workloads, self.istio = workloads, istio
         self.istiod_settings = istiod_settings
@@ -225,11 +239,16 @@ class DataPlane:
         """istiod's Deployment (its settings are read back from it, as the real istiod's come from it)."""
         return self._deployment(self.istio, "istiod")
 
-    def _istiod_extra_ca(self) -> str | None:
+    def istiod(self) -> Any | None:
+        """istiod's settings, read back from its Deployment and ConfigMaps (None: no istiod)."""
         istiod = self.istiod_deployment()
         if istiod is None or self.istiod_settings is None:
             return None
-        return getattr(self.istiod_settings(istiod), "extra_root_ca", None)
+        configmaps = self.istio.list("configmaps", istiod["metadata"]["namespace"])
+        return self.istiod_settings(istiod, configmaps)
+
+    def _istiod_extra_ca(self) -> str | None:
+        return getattr(self.istiod(), "extra_root_ca", None)
 
     def reconcile(self) -> None:
         """Translate the Istio resources for the current topology and push them to Envoy if they changed."""
@@ -284,8 +303,11 @@ class DataPlane:
         if command[:1] == ["curl"] and container != "istio-proxy":
             if self.world is None:
                 return b"", b"curl: (6) Could not resolve host (no Services yet)\n", 6
-            done = subprocess.run(["curl", *connect_to(self.world), *command[1:]], input=stdin or b"",
-                                  capture_output=True, timeout=300)  # fmt: skip
+            routes = connect_to(self.world)
+            if stdin and command[-2:] == ["-K", "-"]:  # a batch: name resolution is per transfer in curl
+                stdin = with_routes(stdin, routes)
+            done = subprocess.run(["curl", *routes, *command[1:]], input=stdin or b"", capture_output=True,
+                                  timeout=300)  # fmt: skip
             return done.stdout, done.stderr, done.returncode
         if command == CONFIG_DUMP and container == "istio-proxy" and self.envoy and self.envoy.admin_port:
             return json.dumps(self.config_dump(pod)).encode(), b"", 0
