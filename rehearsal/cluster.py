@@ -131,9 +131,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(message)s")  # fmt: skip
     config = yaml.safe_load(args.kind_config.read_text()) if args.kind_config else None
     labels, mapped = kind_node(config)
-    tenants = None  # callers with no token are cluster admins
-    if args.tenant_prefix:
-        tenants = {TENANT_TOKEN: Tenant(user="qualification-tenant", namespace_prefixes=(args.tenant_prefix,))}
+    tenants = control_tenants = None  # callers with no token are cluster admins
+    if args.tenant_prefix:  # namespace-only RBAC; on the control plane also Istio config in the root namespace
+        user = "qualification-tenant"
+        tenants = {TENANT_TOKEN: Tenant(user=user, namespace_prefixes=(args.tenant_prefix,))}
+        control_tenants = {TENANT_TOKEN: Tenant(user=user, namespace_prefixes=(args.tenant_prefix, "istio-system"))}
     holder: dict[str, DataPlane] = {}
 
     def injector(pod: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
@@ -153,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
 
     common = {"kube_version": args.kube_version, "pod_ready_delay": args.pod_ready_delay,
               "exec_handler": exec_handler, "log_handler": log_handler}  # fmt: skip
-    if tenants:
-        common["tenants"] = tenants
     data = ApiServer(name=f"{args.name}-data" if args.split else args.name, injector=injector,
-                     node=(f"{args.name}-control-plane", labels), **common)  # fmt: skip
-    control = ApiServer(name=f"{args.name}-control", node=None, **common) if args.split else data
+                     node=(f"{args.name}-control-plane", labels), tenants=tenants, **common)  # fmt: skip
+    control = data
+    if args.split:
+        control = ApiServer(name=f"{args.name}-control", node=None, tenants=control_tenants, **common)
     plane = DataPlane(state / "dataplane", data.store, control.store, gateway_port=args.gateway_port or mapped,
                       istiod_settings=istiod_settings)  # fmt: skip
     holder["dp"] = plane

@@ -50,6 +50,7 @@ class KubeMesh(Mesh):
         self._scenarios_started: float | None = None
         self.exec_calls = 0  # kubectl exec calls that sent requests (one per convergence round)
         self.probe_calls = 0  # kubectl exec calls that read a proxy's config (after each apply)
+        self.unprobed: set[str] = set()  # namespace/deployment whose proxy config this run may not read
         self._applied_before: list[tuple[ResourceRef, dict[str, Any]]] = []
         self._cleared: list[tuple[ResourceRef, dict[str, Any]]] = []
 
@@ -181,6 +182,8 @@ class KubeMesh(Mesh):
         assert self.data is not None
         root, data = self.vars["ROOT_NAMESPACE"], self.data
         for workload, namespace, deployment in self.proxies():
+            if f"{namespace}/{deployment}" in self.unprobed:
+                continue  # no permission to read its config: convergence polling alone guards its cases
             want = config_probe.expected(resources, workload, root)
             if want == config_probe.expected(previous, workload, root) == config_probe.Fingerprint.NONE:
                 continue  # nothing selected it before or now

@@ -54,6 +54,7 @@ class ScenarioRunner:
     results: list[CaseResult] = field(default_factory=list)
     apply_seconds: list[float] = field(default_factory=list)
     _unsupported: dict[str, str] = field(default_factory=dict)
+    _failed: dict[str, str] = field(default_factory=dict)  # scenario → why applying it failed
     _info: MeshInfo | None = None
     _planned: dict[str, list[Case]] = field(default_factory=dict)  # scenario → its cases selected for this run
     _ready: dict[str, CaseResult] = field(default_factory=dict)  # results converged with an earlier case
@@ -70,6 +71,8 @@ class ScenarioRunner:
         """Apply ``scenario``'s resources unless they are the current ones."""
         if scenario.name in self._unsupported:
             raise Unsupported(self._unsupported[scenario.name])
+        if scenario.name in self._failed:  # the same apply would fail the same way: say it at once
+            raise EnvironmentProblem(self._failed[scenario.name])
         if self.current == scenario.name:
             return
         resources = substitute(list(scenario.manifests), self.variables(), where=scenario.source)
@@ -87,7 +90,8 @@ class ScenarioRunner:
         except UnsupportedField as exc:
             raise UnsupportedField(f"scenario {scenario.name} ({scenario.source}): {exc}") from None
         except EnvironmentProblem as exc:  # the target could not apply it (or proxies never got it)
-            raise EnvironmentProblem(f"scenario {scenario.name}: applying its resources failed: {exc}") from None
+            self._failed[scenario.name] = f"scenario {scenario.name}: applying its resources failed: {exc}"
+            raise EnvironmentProblem(self._failed[scenario.name]) from None
         self.apply_seconds.append(time.perf_counter() - started)
         self.current = scenario.name
 
