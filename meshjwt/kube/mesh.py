@@ -172,7 +172,8 @@ class KubeMesh(Mesh):
         host = request.host or f"httpbin.{self.vars['NAMESPACE']}:8000"
         timeout = self.settings.timeouts.request
         command = curl_args(
-            f"http://{host}{request.path}", method=request.method, headers=request.headers, timeout=timeout
+            f"http://{host}{request.path}", method=request.method, headers=request.headers, timeout=timeout,
+            extra_headers=request.extra_headers,
         )
         args = exec_args(self.data.base, self.vars["NAMESPACE"], self.sleep_pod(), "sleep", command)
         try:
@@ -201,7 +202,7 @@ class KubeMesh(Mesh):
             host = request.host or headers.pop("host", None) or url.netloc
             headers.pop("host", None)
             conn.putheader("Host", host)
-            for name, value in headers.items():
+            for name, value in [*headers.items(), *request.extra_headers]:
                 conn.putheader(name, value)
             conn.endheaders()
             answer = conn.getresponse()

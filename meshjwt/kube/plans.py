@@ -137,15 +137,22 @@ def kubectl_base(kubectl: str, kubeconfig: str | None = None, context: str | Non
 
 
 def curl_args(
-    url: str, *, method: str = "GET", headers: Mapping[str, str] | None = None, timeout: float = 10.0
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+    extra_headers: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
-    """curl sending ``url``'s path verbatim, headers and body to stdout, status + exit code last."""
+    """curl sending ``url``'s path verbatim, headers and body to stdout, status + exit code last.
+
+    ``extra_headers`` are more ``-H`` lines after ``headers``; curl sends a repeated name twice."""
     args = ["curl", "-sS", "--path-as-is", "-D", "-", "-o", "-", "-w", WRITE_OUT, "-m", f"{timeout:g}"]
     if method.upper() == "HEAD":
         args.append("-I")
     elif method.upper() != "GET":
         args += ["-X", method.upper()]
-    for name, value in (headers or {}).items():
+    for name, value in [*(headers or {}).items(), *extra_headers]:
         args += ["-H", f"{name}: {value}" if value != "" else f"{name};"]
     return [*args, url]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -55,6 +56,7 @@ class ScenarioRunner:
     apply_seconds: list[float] = field(default_factory=list)
     _unsupported: dict[str, str] = field(default_factory=dict)
     _info: MeshInfo | None = None
+    _attacker_url: str | None = None
 
     def variables(self) -> dict[str, str]:
         return {"ISSUER": self.tokens.issuer, **self.mesh.variables()}
@@ -83,36 +85,54 @@ class ScenarioRunner:
         self.current = scenario.name
 
     def build_request(self, case: Case) -> tuple[Request, str]:
-        """The request with variables substituted and the token placed; plus a masked description."""
+        """The request with variables substituted and the tokens placed; plus a masked description."""
         variables = self.variables()
         request = case.request
         headers = {k: substitute(v, variables, where=case.id) for k, v in request.headers.items()}
         path = substitute(request.path, variables, where=case.id)
         host = substitute(request.host, variables, where=case.id) if request.host else None
-        token = self.mint(case.token, variables, case.id)
-        shown = path
-        if token is not None:
-            if case.token.param:
+        shown, masked_headers = path, dict(headers)
+        extra: list[tuple[str, str]] = []
+        for spec in (case.token, *case.extra_tokens):
+            token = self.mint(spec, variables, case.id)
+            if token is None:
+                continue
+            if spec.param:
                 separator = "&" if "?" in path else "?"
-                path = f"{path}{separator}{case.token.param}={urllib.parse.quote(token, safe='')}"
-                shown = f"{shown}{separator}{case.token.param}={mask(token)}"
-            else:
-                headers[case.token.header] = f"{case.token.prefix}{token}"
-        masked_headers = {k: (f"{case.token.prefix}{mask(token)}" if token and k == case.token.header else v)
-                          for k, v in headers.items()}  # fmt: skip
-        built = replace(request, path=path, host=host, headers=headers)
+                path = f"{path}{separator}{spec.param}={urllib.parse.quote(token, safe='')}"
+                shown = f"{shown}{separator}{spec.param}={mask(token)}"
+            elif spec is case.token:
+                headers[spec.header] = f"{spec.prefix}{token}"
+                masked_headers[spec.header] = f"{spec.prefix}{mask(token)}"
+            else:  # an extra token in a header is one more header line, even if the name repeats
+                extra.append((spec.header, f"{spec.prefix}{token}"))
+                masked_headers[f"{spec.header} (+)"] = f"{spec.prefix}{mask(token)}"
+        built = replace(request, path=path, host=host, headers=headers, extra_headers=(*request.extra_headers, *extra))
         description = f"{request.client} {request.method} {host or '(default host)'}{shown}"
         if masked_headers:
             description += f" headers={masked_headers}"
         return built, description
 
     def mint(self, spec: TokenSpec, variables: dict[str, str], where: str) -> str | None:
-        """The case's token (claims with ``${VAR}`` substituted), or None for no token."""
+        """The case's token (claims and JOSE header with ``${VAR}`` substituted), or None for no token."""
         if spec.literal is not None:
             return substitute(spec.literal, variables, where=where)
         if spec.kind is None:
             return None
-        return self.tokens.mint(spec.kind, spec.alg, substitute(dict(spec.claims), variables, where=where))
+        if "${ATTACKER_JWKS_URL}" in json.dumps(dict(spec.jose)):
+            variables = {**variables, "ATTACKER_JWKS_URL": self.attacker_jwks_url()}
+        claims = substitute(dict(spec.claims), variables, where=where)
+        jose = substitute(dict(spec.jose), variables, where=where)
+        return self.tokens.mint(spec.kind, spec.alg, claims, jose=jose or None)
+
+    def attacker_jwks_url(self) -> str:
+        """Where the target serves the attacker's JWKS during this run (asked once); unsupported if it can't."""
+        if self._attacker_url is None:
+            try:
+                self._attacker_url = self.mesh.serve_attacker_jwks(self.tokens.attacker_jwks_json())
+            except TargetCannot as exc:
+                raise Unsupported(str(exc)) from None
+        return self._attacker_url
 
     def run(self, scenario: Scenario, case: Case) -> CaseResult:
         """Run one case to a verdict; never raises for a mismatch (the caller asserts on the result)."""
@@ -144,8 +164,12 @@ class ScenarioRunner:
         result.verdict = "passed" if result.outcome.passed else "failed"
         if not result.outcome.passed:
             t = self.settings.timeouts
+            last = result.outcome.last
+            accepted = (f"ATTACK ACCEPTED: the mesh answered {last.status} to token {case.token.describe()}"
+                        f"{' (' + case.description + ')' if case.description else ''}; "
+                        if 200 <= last.status < 300 and expected.status >= 400 else "")  # fmt: skip
             result.detail = scrub(
-                f"{case.id}: expected {expected.describe()}"
+                f"{accepted}{case.id}: expected {expected.describe()}"
                 + (f" ({expected.reason})" if expected.reason else "")
                 + f"; last response {result.outcome.last.summary()}; {result.outcome.attempts} attempts in "
                 f"{result.outcome.seconds:.2f}s without {t.consecutive} consecutive matches "
