@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from meshjwt.converge import converge
 from meshjwt.keys import KeySet
 from meshjwt.scenarios.loader import BUILTIN_DIR, load_file
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec
@@ -18,7 +19,7 @@ from meshjwt.security import probe
 from meshjwt.security.backends import BACKENDS, missing_reason
 from meshjwt.security.corpus import Corpus
 from meshjwt.settings import Settings, Timeouts
-from meshjwt.targets.base import Request
+from meshjwt.targets.base import Request, Response
 from meshjwt.targets.local import LocalMesh
 from meshjwt.tokens import TokenFactory
 
@@ -133,3 +134,46 @@ def test_bad_path_normalization_is_one_line(tmp_path):
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert lines == ["ERROR: --path-normalization 'bogus': unknown mode BOGUS; choose from NONE, BASE, MERGE_SLASHES, "
                      "DECODE_AND_MERGE_SLASHES"]  # fmt: skip
+
+
+KILLED_RUN = """
+import os, signal
+from meshjwt.keys import KeySet
+from meshjwt.security import probe
+from meshjwt.settings import Settings, Timeouts
+from meshjwt.targets.local import LocalMesh
+mesh = LocalMesh(Settings(timeouts=Timeouts.for_target("local")), KeySet(("RS256",)).jwks_json())
+mesh.start()
+probe.start_backends(mesh, 10)
+print(" ".join(str(b.directory) for b in mesh.backends), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _live_mentioning(marker: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+def test_backends_and_their_workers_die_with_a_killed_run(tmp_path):
+    missing = [reason for name in BACKENDS if (reason := missing_reason(name))]
+    if missing:
+        pytest.skip("; ".join(missing))
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", KILLED_RUN], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == -9, result.stderr
+    directories = result.stdout.split()
+    assert len(directories) == 2 and all(d.startswith(str(tmp_path)) for d in directories)
+    outcome = converge(lambda: Response(200, body="\n".join(_live_mentioning(str(tmp_path)))),
+                       lambda r: r.body or None, Timeouts(converge=5, poll_interval=0.05, consecutive=1))  # fmt: skip
+    assert outcome.passed, f"still running after the run was killed: {outcome.last.body}"
+    assert not any(Path(d).exists() for d in directories)

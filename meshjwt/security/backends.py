@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -118,7 +119,9 @@ class WebBackend:
         else:
             config.write_text(apache_config(self.directory, www, self.port))
             argv = [binary, "-f", str(config), "-DFOREGROUND"]
-        self.process = processes.spawn(argv, log=self.directory / "stderr.log")
+        supervised = [sys.executable, "-m", "meshjwt.security.supervise", str(os.getpid()),
+                      str(self.directory), "--", *argv]  # fmt: skip
+        self.process = processes.spawn(supervised, log=self.directory / "stderr.log")
         deadline = time.monotonic() + timeout
         while not is_listening(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
