@@ -179,7 +179,8 @@ class LocalMesh(Mesh):
             version=self.settings.version,
             jwks_fetch_mode=self.settings.jwks_fetch_mode,
             details={"implementation": f"meshjwt local reference mesh {__version__}",
-                     "envoy": self._envoy_version()},  # fmt: skip
+                     "envoy": self._envoy_version(),
+                     "pathNormalization": self.settings.extra.get("path_normalization") or "BASE"},  # fmt: skip
         )
 
     @functools.cache  # noqa: B019 - one mesh per run; the binary does not change
