@@ -8,6 +8,7 @@ byte for byte. The corpus is the same for a given seed (recorded in the report).
 from __future__ import annotations
 
 import string
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -106,6 +107,7 @@ def mutations(count: int, seed: int, base: str = PRIVATE_PATH) -> list[str]:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as seeded
     from hypothesis import strategies as st
+    from hypothesis.configuration import set_hypothesis_home_dir
 
     op = st.tuples(st.sampled_from(_OPS), st.integers(0, 63), st.sampled_from(_INSERTS))
     found: dict[str, None] = {}
@@ -118,8 +120,22 @@ def mutations(count: int, seed: int, base: str = PRIVATE_PATH) -> list[str]:
         if len(found) < count:
             found[mutate(base, ops)] = None
 
-    collect()
+    with tempfile.TemporaryDirectory(prefix="meshjwt-hypothesis-") as home:  # its caches: not in the cwd
+        set_hypothesis_home_dir(home)
+        try:
+            collect()
+        finally:
+            set_hypothesis_home_dir(None)
     return list(found)
+
+
+def hypothesis_version() -> str | None:
+    """The installed hypothesis version (the same seed gives the same mutations only on the same version)."""
+    try:
+        from hypothesis import __version__
+    except ImportError:
+        return None
+    return __version__
 
 
 def build(seed: int = DEFAULT_SEED, mutation_count: int = DEFAULT_MUTATIONS) -> Corpus:

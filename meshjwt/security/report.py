@@ -10,7 +10,7 @@ from typing import Any
 from meshjwt import __version__
 from meshjwt.report.writers import write_yaml
 from meshjwt.scenarios.runner import CaseResult
-from meshjwt.security.corpus import Corpus
+from meshjwt.security.corpus import Corpus, hypothesis_version
 from meshjwt.security.probe import Combination
 
 API_VERSION = "meshjwt.conformance/v1alpha1"
@@ -82,7 +82,7 @@ def build(target: str, mesh: Mapping[str, Any], combinations: Sequence[Combinati
         probe["unsupported"] = unsupported
     if corpus is not None:
         probe["corpus"] = {"seed": corpus.seed, "fixed": corpus.fixed, "hypothesisMutations": corpus.mutations,
-                           "total": len(corpus.paths)}  # fmt: skip
+                           "hypothesisVersion": hypothesis_version(), "total": len(corpus.paths)}  # fmt: skip
     probe.update({
         "requests": requests, "seconds": round(seconds, 3),
         "requestsPerSecond": round(requests / seconds) if seconds else None,
