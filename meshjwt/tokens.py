@@ -7,14 +7,16 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
+from jwt.algorithms import get_default_algorithms
 
-from meshjwt.keys import KeySet, b64url, generate_key
+from meshjwt.keys import KeySet, SigningKey, b64url, generate_key
 
 DEFAULT_ISSUER = "testing@secure.istio.io"
 DEFAULT_SUBJECT = "testing@secure.istio.io"
@@ -31,6 +33,7 @@ class TokenFactory:
         self.issuer = issuer
         self.lifetime = lifetime
         self._stray_key = None  # a key not in the JWKS, made on first use
+        self._attacker: SigningKey | None = None  # the attacker's RSA key (jwk/jku/x5u attacks), made on first use
 
     def claims(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Default claims (iss, sub, iat, exp) overlaid with ``extra``; a ``None`` value drops a claim."""
@@ -117,14 +120,194 @@ class TokenFactory:
         header, _, signature = self.valid(alg, claims).split(".")
         return f"{header}.%%%not-base64%%%.{signature}"
 
-    KINDS: dict[str, Callable[..., str]] = {}
+    # --- attack kinds (jwt_tool's playbook and friends; see suites/scenarios/06-token-attacks.yaml) --------
+    # Each takes ``jose``: members merged into (or, with value None, dropped from) the JOSE header.
+    @property
+    def attacker(self) -> SigningKey:
+        """The attacker's own RSA key: never in the run's JWKS; its public half is what an attacker serves."""
+        if self._attacker is None:
+            self._attacker = generate_key("RS256", kid=f"attacker-{secrets.token_hex(4)}")
+        return self._attacker
 
-    def mint(self, kind: str = "valid", alg: str = "RS256", claims: Mapping[str, Any] | None = None) -> str:
-        """Mint a token of ``kind`` (see ``TokenFactory.KINDS``)."""
+    def attacker_jwks_json(self) -> str:
+        """The JWKS an attacker serves for ``jku``/``x5u`` tokens (public key of :attr:`attacker`)."""
+        return json.dumps({"keys": [self.attacker.jwk]}, separators=(",", ":"))
+
+    def _header(self, alg: str, kid: str | None, jose: Mapping[str, Any] | None) -> dict[str, Any]:
+        header: dict[str, Any] = {"alg": alg, "typ": "JWT", **({"kid": kid} if kid is not None else {})}
+        for name, value in (jose or {}).items():
+            if value is None:
+                header.pop(name, None)
+            else:
+                header[name] = value
+        return header
+
+    def _forge(self, header: Mapping[str, Any] | str, payload: Mapping[str, Any] | str,
+               signer: Callable[[bytes], bytes] | None) -> str:  # fmt: skip
+        """``header.payload.signature`` from JSON (or raw JSON text) and a signer of the signing input."""
+        parts = [b64url((v if isinstance(v, str) else json.dumps(v)).encode()) for v in (header, payload)]
+        signing_input = ".".join(parts).encode()
+        return f"{parts[0]}.{parts[1]}.{b64url(signer(signing_input)) if signer else ''}"
+
+    @staticmethod
+    def _signer(alg: str, key: Any) -> Callable[[bytes], bytes]:
+        algorithm = get_default_algorithms()[alg]
+        if alg.startswith("HS"):
+            return lambda data: hmac.new(key, data, algorithm.hash_alg).digest()  # type: ignore[attr-defined]
+        return lambda data: algorithm.sign(data, key)
+
+    def _run_key(self, alg: str, jose: Mapping[str, Any] | None, claims: Mapping[str, Any] | None) -> str:
+        """A token correctly signed with the run's ``alg`` key, its header adjusted by ``jose``."""
+        key = self.keys[alg]
+        return self._forge(self._header(alg, key.kid, jose), self.claims(claims), self._signer(alg, key.private))
+
+    def signed(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+               jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """Correctly signed by the run's ``alg`` key with claims of any JSON type (PyJWT would refuse some)."""
+        return self._run_key(alg, jose, claims)
+
+    def unsigned(self, alg: str = "none", claims: Mapping[str, Any] | None = None,
+                 jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """``alg`` (none, None, NONE, nOnE …) in the header and an empty signature (jwt_tool -X a)."""
+        return self._forge(self._header(alg, None, jose), self.claims(claims), None)
+
+    def unsigned_with_signature(self, alg: str = "none", claims: Mapping[str, Any] | None = None,
+                                jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """``alg`` none-like in the header, the run's RS256 kid, and a real RS256 signature kept."""
+        header = self._header(alg, self.keys["RS256"].kid, jose)
+        return self._forge(header, self.claims(claims), self._signer("RS256", self.keys["RS256"].private))
+
+    def null_signature(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                       jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """A valid token with its signature removed (``header.payload.``; jwt_tool -X n)."""
+        header, payload, _ = self._run_key(alg, jose, claims).split(".")
+        return f"{header}.{payload}."
+
+    def truncated_signature(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                            jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """A valid token with the last 4 characters of its signature cut (jwt_tool's "broken signature")."""
+        return self._run_key(alg, jose, claims)[:-4]
+
+    def psychic_signature(self, alg: str = "ES256", claims: Mapping[str, Any] | None = None,
+                          jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """ECDSA r = s = 0 under the run's ``alg`` key (CVE-2022-21449)."""
+        size = {"ES256": 32, "ES384": 48, "ES512": 66}[alg]
+        return self._forge(self._header(alg, self.keys[alg].kid, jose), self.claims(claims),
+                           lambda _: bytes(2 * size))  # fmt: skip
+
+    def embedded_jwk(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                     jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """Signed by the attacker, whose public key rides in the ``jwk`` header, under the run's kid (CVE-2018-0114)."""
+        header = self._header("RS256", self.keys["RS256"].kid, {"jwk": self.attacker.jwk, **(jose or {})})
+        return self._forge(header, self.claims(claims), self._signer("RS256", self.attacker.private))
+
+    def attacker_signed(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                        jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """Signed by the attacker's key under its own kid; ``jose`` adds e.g. ``jku``/``x5u`` (jwt_tool -X s)."""
+        header = self._header("RS256", self.attacker.kid, jose)
+        return self._forge(header, self.claims(claims), self._signer("RS256", self.attacker.private))
+
+    def _hs256(self, secret: bytes, claims: Mapping[str, Any] | None, jose: Mapping[str, Any] | None) -> str:
+        header = self._header("HS256", self.keys["HS256"].kid if "HS256" in self.keys.keys else None, jose)
+        return self._forge(header, self.claims(claims), self._signer("HS256", secret))
+
+    def hs256_empty_secret(self, alg: str = "HS256", claims: Mapping[str, Any] | None = None,
+                           jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """HS256 with an empty secret under the run's HS256 kid (jwt_tool -X b; kid injections sign with it)."""
+        return self._hs256(b"", claims, jose)
+
+    def hs256_guessable_secret(self, alg: str = "HS256", claims: Mapping[str, Any] | None = None,
+                               jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """HS256 with the secret ``secret`` (first of jwt_tool's common secrets) under the run's HS256 kid."""
+        return self._hs256(b"secret", claims, jose)
+
+    def hs256_secret_one(self, alg: str = "HS256", claims: Mapping[str, Any] | None = None,
+                         jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """HS256 with the secret ``1``, what jwt_tool signs its SQL-injection kid with."""
+        return self._hs256(b"1", claims, jose)
+
+    def _hs256_with_rsa_public(self, secret: bytes, claims: Mapping[str, Any] | None,
+                               jose: Mapping[str, Any] | None) -> str:  # fmt: skip
+        header = self._header("HS256", self.keys["RS256"].kid, jose)
+        return self._forge(header, self.claims(claims), self._signer("HS256", secret))
+
+    def hs256_with_rsa_public_key_der(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                                      jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """Key confusion with the RSA public key as DER (SubjectPublicKeyInfo) for the HMAC secret."""
+        der = self.keys["RS256"].private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return self._hs256_with_rsa_public(der, claims, jose)
+
+    def hs256_with_rsa_public_key_jwk(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                                      jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """Key confusion with the RSA public JWK (as published in the JWKS, compact JSON) for the HMAC secret."""
+        jwk = json.dumps(self.keys["RS256"].jwk, separators=(",", ":")).encode()
+        return self._hs256_with_rsa_public(jwk, claims, jose)
+
+    def rs_ps_swap(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                   jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """The run's ``alg`` key (RSxxx or PSxxx) signing with the other padding, the header saying so."""
+        swapped = ("PS" if alg.startswith("RS") else "RS") + alg[2:]
+        key = self.keys[alg]
+        return self._forge(self._header(swapped, key.kid, jose), self.claims(claims),
+                           self._signer(swapped, key.private))  # fmt: skip
+
+    def foreign_family_kid(self, alg: str = "ES256", claims: Mapping[str, Any] | None = None,
+                           jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """Correctly signed by the run's ``alg`` key, but under the kid of the run's RS256 key."""
+        return self._run_key(alg, {"kid": self.keys["RS256"].kid, **(jose or {})}, claims)
+
+    def duplicate_header_keys(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                              jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """A correctly signed token whose header JSON names ``alg`` twice: ``RS256`` first, ``none`` last."""
+        header = json.dumps(self._header(alg, self.keys[alg].kid, jose))[:-1] + ', "alg": "none"}'
+        return self._forge(header, self.claims(claims), self._signer(alg, self.keys[alg].private))
+
+    def duplicate_payload_keys(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                               jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """A correctly signed token whose payload JSON names ``sub`` twice (the run's first, ``admin`` last)."""
+        payload = json.dumps(self.claims(claims))[:-1] + ', "sub": "admin@secure.istio.io"}'
+        return self._forge(self._header(alg, self.keys[alg].kid, jose), payload,
+                           self._signer(alg, self.keys[alg].private))  # fmt: skip
+
+    def oversized(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                  jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """A valid token of about 70 KB (a padding claim): beyond Envoy's 60 KiB request-header limit."""
+        return self._run_key(alg, jose, {"pad": "x" * 52_000, **(claims or {})})
+
+    def expired_within_skew(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                            jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """exp 20 s ago: inside Envoy's 60 s clock skew, so still accepted."""
+        now = int(time.time())
+        return self._run_key(alg, jose, {"iat": now - 600, "exp": now - 20, **(claims or {})})
+
+    def not_yet_valid_within_skew(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                                  jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """nbf 20 s ahead: inside Envoy's 60 s clock skew, so already accepted."""
+        return self._run_key(alg, jose, {"nbf": int(time.time()) + 20, **(claims or {})})
+
+    def expired_beyond_skew(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+                            jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """exp 75 s ago: just beyond Envoy's 60 s clock skew."""
+        now = int(time.time())
+        return self._run_key(alg, jose, {"iat": now - 600, "exp": now - 75, **(claims or {})})
+
+    KINDS: dict[str, Callable[..., str]] = {}
+    #: kinds whose JOSE header a scenario may adjust (``joseHeader``)
+    JOSE_KINDS: frozenset[str] = frozenset()
+
+    def mint(self, kind: str = "valid", alg: str = "RS256", claims: Mapping[str, Any] | None = None,
+             jose: Mapping[str, Any] | None = None) -> str:  # fmt: skip
+        """Mint a token of ``kind`` (see ``TokenFactory.KINDS``); ``jose`` only for ``JOSE_KINDS``."""
         try:
             maker = self.KINDS[kind]
         except KeyError:
             raise ValueError(f"unknown token kind {kind!r}; choose one of {', '.join(self.KINDS)}") from None
+        if jose:
+            if kind not in self.JOSE_KINDS:
+                raise ValueError(f"token kind {kind!r} takes no joseHeader; these do: {', '.join(self.JOSE_KINDS)}")
+            return maker(self, alg=alg, claims=claims, jose=jose)
         return maker(self, alg=alg, claims=claims)
 
 
@@ -136,6 +319,15 @@ TokenFactory.KINDS = {
         "bad_base64_payload",
     )
 }  # fmt: skip
+_ATTACK_KINDS = (
+    "signed", "unsigned", "unsigned_with_signature", "null_signature", "truncated_signature", "psychic_signature",
+    "embedded_jwk", "attacker_signed", "hs256_empty_secret", "hs256_guessable_secret", "hs256_secret_one",
+    "hs256_with_rsa_public_key_der", "hs256_with_rsa_public_key_jwk", "rs_ps_swap", "foreign_family_kid",
+    "duplicate_header_keys", "duplicate_payload_keys", "oversized", "expired_within_skew",
+    "not_yet_valid_within_skew", "expired_beyond_skew",
+)  # fmt: skip
+TokenFactory.KINDS.update({name.replace("_", "-"): getattr(TokenFactory, name) for name in _ATTACK_KINDS})
+TokenFactory.JOSE_KINDS = frozenset(name.replace("_", "-") for name in _ATTACK_KINDS)
 
 
 def _b64decode(text: str) -> bytes:

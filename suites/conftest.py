@@ -1,3 +1,3 @@
 """The conformance suites load the suite's pytest plugin; ``pytest tests`` never does."""
 
-pytest_plugins = ["meshjwt.pytest_plugin"]
+pytest_plugins = ["meshjwt.pytest_plugin", "meshjwt.security.pytest_plugin"]

@@ -29,6 +29,7 @@ class Transfer:
     url: str
     method: str = "GET"
     headers: Mapping[str, str] = field(default_factory=dict)
+    extra_headers: Sequence[tuple[str, str]] = ()  # more header lines after ``headers`` (a name may repeat)
 
 
 def _parse_headers(block: str) -> dict[str, str]:
@@ -89,7 +90,7 @@ def batch_config(transfers: Sequence[Transfer], *, timeout: float, nonce: str) -
             lines.append("head")
         elif method != "GET":
             lines.append(f"request = {_quote(method)}")
-        for name, value in transfer.headers.items():
+        for name, value in [*transfer.headers.items(), *transfer.extra_headers]:
             lines.append(f"header = {_quote(f'{name}: {value}' if value != '' else f'{name};')}")
         lines.append(f"url = {_quote(transfer.url)}")
         blocks.append("\n".join(lines))

@@ -237,7 +237,8 @@ class KubeMesh(Mesh):
         assert self.data is not None
         timeout = self.settings.timeouts.request
         default_host = f"httpbin.{self.vars['NAMESPACE']}:8000"
-        transfers = [Transfer(f"http://{r.host or default_host}{r.path}", r.method, r.headers) for r in requests]
+        transfers = [Transfer(f"http://{r.host or default_host}{r.path}", r.method, r.headers, r.extra_headers)
+                     for r in requests]  # fmt: skip
         nonce = secrets.token_hex(8)
         config = batch_config(transfers, timeout=timeout, nonce=nonce)
         args = exec_args(self.data.base, self.vars["NAMESPACE"], self.sleep_pod(), "sleep", ["curl", "-sS", "-K", "-"],
@@ -271,7 +272,7 @@ class KubeMesh(Mesh):
             host = request.host or headers.pop("host", None) or url.netloc
             headers.pop("host", None)
             conn.putheader("Host", host)
-            for name, value in headers.items():
+            for name, value in [*headers.items(), *request.extra_headers]:
                 conn.putheader(name, value)
             conn.endheaders()
             answer = conn.getresponse()

@@ -105,6 +105,54 @@ def _claim(claim: Mapping[str, Any]) -> str:
     )
 
 
+def _security(section: Mapping[str, Any] | None) -> str:
+    """The security qualification section (token attacks, path-normalization probe), if the run had one."""
+    if not section:
+        return ""
+    attacks, probe = section.get("tokenAttacks", {}), section.get("pathNormalizationProbe", {})
+    accepted = "".join(f"<li><code>{_e(a['case'])}</code>: {_e(a['token'])} → <code>{_e(a['observed'])}</code></li>"
+                       for a in attacks.get("accepted", []))  # fmt: skip
+    parts = [
+        "<h2>Security qualification</h2>",
+        f"<p>Token attacks (<code>{_e(attacks.get('scenario'))}</code>): {_e(attacks.get('cases'))} cases, "
+        f"{_e(attacks.get('passed'))} passed, {_e(attacks.get('failed'))} failed, "
+        f"{_e(attacks.get('unsupported'))} unsupported.</p>",
+        f"<p><b>Attacks accepted:</b></p><ul>{accepted}</ul>" if accepted else "<p>No attack was accepted.</p>",
+        f"<p>Path-normalization probe (mesh mode {_e(section.get('mesh', {}).get('pathNormalization'))}): ",
+    ]
+    if probe.get("unsupported"):
+        parts.append(f"{_badge('unsupported')} {_e(probe['unsupported'])}</p>")
+    corpus = probe.get("corpus", {})
+    parts.append(f"{_e(probe.get('requests'))} requests, {_e(probe.get('bypasses'))} bypasses "
+                 f"({_e(probe.get('unexplainedBypasses'))} not explained by their mode), "
+                 f"{_e(probe.get('requestsPerSecond'))} requests/s; corpus {_e(corpus.get('total'))} paths "
+                 f"({_e(corpus.get('hypothesisMutations'))} hypothesis mutations, seed {_e(corpus.get('seed'))})."
+                 "</p>")  # fmt: skip
+    facts = "".join(f"<tr><td>{_e(f['fact'])}</td><td>{_e({True: 'yes', False: 'NO', None: '-'}[f['reproduced']])}"
+                    "</td></tr>" for f in probe.get("knownFacts", []))  # fmt: skip
+    if facts:
+        parts.append(f"<table><tr><th>Known fact</th><th>Reproduced</th></tr>{facts}</table>")
+    rows = []
+    for combo in probe.get("combinations", []):
+        where = f"{combo['mode']} {combo['backend']} {combo['policy']}"
+        if combo.get("unsupported"):
+            rows.append(f"<tr><td>{_e(where)}</td><td colspan=\"3\">{_badge('unsupported')} "
+                        f"{_e(combo['unsupported'])}</td></tr>")  # fmt: skip
+            continue
+        listed = "".join(f"<li><code>{_e(b['request'])}</code> → {_e(b['status'])} (closed by {_e(b['closedBy'])}"
+                         f"{'' if b['explainedByMode'] else ', NOT explained by the mode'})</li>"
+                         for b in combo.get("bypasses", []))  # fmt: skip
+        detail = (f"<details><summary>{len(combo['bypasses'])} bypasses</summary><ul>{listed}</ul></details>"
+                  if listed else "0")  # fmt: skip
+        note = f"<br><small>{_e(combo['problem'])}</small>" if combo.get("problem") else ""
+        rows.append(f"<tr><td>{_e(where)}{note}</td><td class=\"num\">{_e(combo['requests'])}</td>"
+                    f"<td>{detail}</td><td class=\"num\">{_e(combo['unexplained'])}</td></tr>")  # fmt: skip
+    if rows:
+        parts.append("<table><tr><th>Mode backend policy</th><th>Requests</th><th>Bypasses</th>"
+                     f"<th>Not explained</th></tr>{''.join(rows)}</table>")  # fmt: skip
+    return "".join(parts)
+
+
 def to_html(report: Mapping[str, Any]) -> str:
     """A single HTML page (inline CSS, no scripts or external resources)."""
     title = f"JWT conformance report: {report['target']} — {report['result']}"
@@ -113,7 +161,7 @@ def to_html(report: Mapping[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
         f"<p><code>{_e(report['apiVersion'])}</code> {_e(report['kind'])}</p>{_meta(report)}"
         f"<h2>Claims</h2>{_summary(report)}<h2>Cases</h2>{''.join(_claim(c) for c in report['claims'])}"
-        "</body></html>\n"
+        f"{_security(report.get('security'))}</body></html>\n"
     )
 
 

@@ -153,6 +153,7 @@ def _token(spec: Any) -> TokenSpec:
         header=where.get("header", "Authorization"),
         prefix=where.get("prefix", "Bearer " if "header" not in where else ""),
         param=where.get("param"),
+        jose=spec.get("joseHeader", {}),
     )
 
 
@@ -187,15 +188,20 @@ def _build(file: Path, node: yaml.Node, doc: Mapping[str, Any]) -> Scenario:
                 raise ScenarioError(f"{file}:{line}: case name {case['name']!r} is used twice in {doc['name']}")
             names.add(case["name"])
             token = _token(case.get("token"))
-            if token.kind is not None and token.kind not in TokenFactory.KINDS:
-                raise ScenarioError(f"{file}:{line}: token kind {token.kind!r} unknown; "
-                                    f"choose one of {', '.join(TokenFactory.KINDS)}")  # fmt: skip
+            extra_tokens = tuple(_token(t) for t in case.get("extraTokens", ()))
+            for spec in (token, *extra_tokens):
+                if spec.kind is not None and spec.kind not in TokenFactory.KINDS:
+                    raise ScenarioError(f"{file}:{line}: token kind {spec.kind!r} unknown; "
+                                        f"choose one of {', '.join(TokenFactory.KINDS)}")  # fmt: skip
+                if spec.jose and spec.kind not in TokenFactory.JOSE_KINDS:
+                    raise ScenarioError(f"{file}:{line}: token kind {spec.kind!r} takes no joseHeader; "
+                                        f"these do: {', '.join(sorted(TokenFactory.JOSE_KINDS))}")  # fmt: skip
             request = {**defaults, **case.get("request", {})}
             request["headers"] = {**defaults.get("headers", {}), **case.get("request", {}).get("headers", {})}
             cases.append(Case(
                 scenario=doc["name"], name=case["name"], request=Request(**request), token=token,
                 expect=_expectation(case["expect"]), features=tuple(case.get("features", ())),
-                description=case.get("description", ""),
+                description=case.get("description", ""), extra_tokens=extra_tokens,
             ))  # fmt: skip
     return Scenario(
         name=doc["name"], section=doc["section"], source=str(file), features=tuple(doc.get("features", ())),

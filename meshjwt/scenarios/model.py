@@ -100,6 +100,7 @@ class TokenSpec:
     header: str = "Authorization"
     prefix: str = "Bearer "
     param: str | None = None
+    jose: Mapping[str, Any] = field(default_factory=dict)  # JOSE header members to set (attack kinds)
 
     @property
     def present(self) -> bool:
@@ -111,6 +112,8 @@ class TokenSpec:
         what = "literal" if self.literal is not None else f"{self.kind} {self.alg}"
         if self.claims:
             what += f" claims={dict(self.claims)}"
+        if self.jose:
+            what += f" joseHeader={dict(self.jose)}"
         where = f"?{self.param}=" if self.param else f"{self.header}: {self.prefix}"
         return f"{what} in {where!r}"
 
@@ -126,6 +129,7 @@ class Case:
     expect: Expectation
     features: tuple[str, ...] = ()
     description: str = ""
+    extra_tokens: tuple[TokenSpec, ...] = ()  # more tokens in the same request (a repeated header, a param)
 
     @property
     def id(self) -> str:

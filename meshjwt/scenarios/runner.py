@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,7 @@ class ScenarioRunner:
         """The cases this run will ask for: the first case of a scenario converges all of them together."""
         for scenario, case in pairs:
             self._planned.setdefault(scenario.name, []).append(case)
+    _attacker_url: str | None = None
 
     def variables(self) -> dict[str, str]:
         return {"ISSUER": self.tokens.issuer, **self.mesh.variables()}
@@ -96,36 +98,54 @@ class ScenarioRunner:
         self.current = scenario.name
 
     def build_request(self, case: Case) -> tuple[Request, str]:
-        """The request with variables substituted and the token placed; plus a masked description."""
+        """The request with variables substituted and the tokens placed; plus a masked description."""
         variables = self.variables()
         request = case.request
         headers = {k: substitute(v, variables, where=case.id) for k, v in request.headers.items()}
         path = substitute(request.path, variables, where=case.id)
         host = substitute(request.host, variables, where=case.id) if request.host else None
-        token = self.mint(case.token, variables, case.id)
-        shown = path
-        if token is not None:
-            if case.token.param:
+        shown, masked_headers = path, dict(headers)
+        extra: list[tuple[str, str]] = []
+        for spec in (case.token, *case.extra_tokens):
+            token = self.mint(spec, variables, case.id)
+            if token is None:
+                continue
+            if spec.param:
                 separator = "&" if "?" in path else "?"
-                path = f"{path}{separator}{case.token.param}={urllib.parse.quote(token, safe='')}"
-                shown = f"{shown}{separator}{case.token.param}={mask(token)}"
-            else:
-                headers[case.token.header] = f"{case.token.prefix}{token}"
-        masked_headers = {k: (f"{case.token.prefix}{mask(token)}" if token and k == case.token.header else v)
-                          for k, v in headers.items()}  # fmt: skip
-        built = replace(request, path=path, host=host, headers=headers)
+                path = f"{path}{separator}{spec.param}={urllib.parse.quote(token, safe='')}"
+                shown = f"{shown}{separator}{spec.param}={mask(token)}"
+            elif spec is case.token:
+                headers[spec.header] = f"{spec.prefix}{token}"
+                masked_headers[spec.header] = f"{spec.prefix}{mask(token)}"
+            else:  # an extra token in a header is one more header line, even if the name repeats
+                extra.append((spec.header, f"{spec.prefix}{token}"))
+                masked_headers[f"{spec.header} (+)"] = f"{spec.prefix}{mask(token)}"
+        built = replace(request, path=path, host=host, headers=headers, extra_headers=(*request.extra_headers, *extra))
         description = f"{request.client} {request.method} {host or '(default host)'}{shown}"
         if masked_headers:
             description += f" headers={masked_headers}"
         return built, description
 
     def mint(self, spec: TokenSpec, variables: dict[str, str], where: str) -> str | None:
-        """The case's token (claims with ``${VAR}`` substituted), or None for no token."""
+        """The case's token (claims and JOSE header with ``${VAR}`` substituted), or None for no token."""
         if spec.literal is not None:
             return substitute(spec.literal, variables, where=where)
         if spec.kind is None:
             return None
-        return self.tokens.mint(spec.kind, spec.alg, substitute(dict(spec.claims), variables, where=where))
+        if "${ATTACKER_JWKS_URL}" in json.dumps(dict(spec.jose)):
+            variables = {**variables, "ATTACKER_JWKS_URL": self.attacker_jwks_url()}
+        claims = substitute(dict(spec.claims), variables, where=where)
+        jose = substitute(dict(spec.jose), variables, where=where)
+        return self.tokens.mint(spec.kind, spec.alg, claims, jose=jose or None)
+
+    def attacker_jwks_url(self) -> str:
+        """Where the target serves the attacker's JWKS during this run (asked once); unsupported if it can't."""
+        if self._attacker_url is None:
+            try:
+                self._attacker_url = self.mesh.serve_attacker_jwks(self.tokens.attacker_jwks_json())
+            except TargetCannot as exc:
+                raise Unsupported(str(exc)) from None
+        return self._attacker_url
 
     def _prepare(self, scenario: Scenario, case: Case) -> tuple[CaseResult, Request]:
         """The case's result record (expectation for this mesh, masked request) and the request to send."""
@@ -189,9 +209,12 @@ class ScenarioRunner:
             result.outcome = outcome
             result.verdict = "passed" if outcome.passed else "failed"
             if not outcome.passed:
-                t, expected = self.settings.timeouts, result.expected
+                t, expected, case, last = self.settings.timeouts, result.expected, result.case, outcome.last
+                accepted = (f"ATTACK ACCEPTED: the mesh answered {last.status} to token {case.token.describe()}"
+                            f"{' (' + case.description + ')' if case.description else ''}; "
+                            if 200 <= last.status < 300 and expected.status >= 400 else "")  # fmt: skip
                 result.detail = scrub(
-                    f"{result.case.id}: expected {expected.describe()}"
+                    f"{accepted}{result.case.id}: expected {expected.describe()}"
                     + (f" ({expected.reason})" if expected.reason else "")
                     + f"; last response {outcome.last.summary()}; {outcome.attempts} attempts in "
                     f"{outcome.seconds:.2f}s without {t.consecutive} consecutive matches "

@@ -19,6 +19,8 @@ class Request:
     path: str = "/headers"
     host: str | None = None  # None: the target's default (httpbin.foo:8000 in mesh, the gateway's host)
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: more header lines, sent after ``headers`` even when a name repeats (e.g. a second Authorization)
+    extra_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,12 @@ class Mesh(abc.ABC):
     def artifacts(self, directory: str) -> list[str]:
         """Write diagnostics for a failed case into ``directory``; return the files written."""
         return []
+
+    def serve_attacker_jwks(self, jwks_json: str) -> str:
+        """Serve an attacker's JWKS for the rest of the run (``jku``/``x5u`` attacks); return its URL.
+
+        A target that cannot raises :class:`meshjwt.errors.TargetCannot` (those cases are reported unsupported).
+        """
+        from meshjwt.errors import TargetCannot
+
+        raise TargetCannot(f"the {self.name} target cannot serve an attacker JWKS (jku/x5u cases)")

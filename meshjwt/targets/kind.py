@@ -57,6 +57,8 @@ class KindMesh(KubeMesh):
         overlay = plans.istio_operator(mode, image_registry=self.extra.get("image_registry"))
         if ca_pem:
             overlay["spec"]["values"]["pilot"]["jwksResolverExtraRootCA"] = ca_pem
+        if self.extra.get("path_normalization"):  # --path-normalization (meshjwt.security.pytest_plugin)
+            overlay["spec"]["meshConfig"]["pathNormalization"] = {"normalization": self.extra["path_normalization"]}
         return overlay
 
     def config_hash(self) -> str:

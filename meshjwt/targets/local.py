@@ -22,15 +22,18 @@ from meshjwt import __version__, pki
 from meshjwt.errors import ConfigError, EnvironmentProblem
 from meshjwt.kube.workloads import EXTERNAL_JWKS_HOST
 from meshjwt.localmesh import processes
-from meshjwt.localmesh.control_plane import ControlPlane, Translation
+from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
 from meshjwt.localmesh.ports import free_port, require_free
 from meshjwt.localmesh.topology import BACKENDS, build, sample_topology
+from meshjwt.localmesh.translate.network import static_cluster
+from meshjwt.localmesh.world import Service, Workload
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, MeshInfo, Request, Response
 from meshjwt.tokens import scrub
 
 EXTERNAL_JWKS_PATH = "/.well-known/jwks.json"
+ATTACKER_JWKS_PATH = "/attacker/jwks.json"  # served by the external JWKS host once a jku/x5u case asks
 EXTERNAL_JWKS_CA_SECRET = "external-jwks-ca"  # meshjwt.kube.workloads creates it on real clusters
 
 
@@ -59,6 +62,7 @@ class LocalMesh(Mesh):
         self.applied: list[Mapping[str, Any]] = []
         self._connections: dict[int, http.client.HTTPConnection] = {}
         self.topology = sample_topology()
+        self.backends: list[Any] = []  # extra upstream servers (security probe), each with a stop()
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -87,10 +91,12 @@ class LocalMesh(Mesh):
         self.workdir = Path(tempfile.mkdtemp(prefix="meshjwt-local-"))
         jwks_file = self.workdir / "jwks.json"
         jwks_file.write_text(self.jwks_json)
+        attacker_file = self.workdir / "attacker-jwks.json"
+        attacker_file.write_text('{"keys":[]}')
         certs = pki.write_ca_and_server_cert(self.workdir / "pki", [EXTERNAL_JWKS_HOST])
         spec = {"jwks_servers": {
             "nginx-proxy": {"routes": {"/get_jwks": str(jwks_file)}},
-            "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file)}},
+            "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file), ATTACKER_JWKS_PATH: str(attacker_file)}},
             "external-https": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file)},
                                "tls": {"cert": str(certs.cert), "key": str(certs.key)}},
         }}  # fmt: skip
@@ -107,7 +113,8 @@ class LocalMesh(Mesh):
         world, proxies, clusters = build(self.topology, listener_ports, backends)
         secrets = {EXTERNAL_JWKS_CA_SECRET: str(certs.ca_cert)}  # as the kind/cluster targets create it
         self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert), substitute_jwks(),
-                                          secrets=secrets)  # fmt: skip
+                                          secrets=secrets,
+                                          path_normalization=extra.get("path_normalization") or "BASE")  # fmt: skip
         self.apply([])
 
     def _await_workloads(self, timeout: float) -> dict[str, int]:
@@ -123,6 +130,9 @@ class LocalMesh(Mesh):
     def stop(self) -> None:
         """Stop Envoy and the workloads; remove the run directory unless asked to keep it."""
         self._close_connections()
+        for backend in reversed(self.backends):
+            backend.stop()
+        self.backends = []
         if self.envoy:
             self.envoy.stop()
         if self.workloads:
@@ -139,7 +149,8 @@ class LocalMesh(Mesh):
             version=self.settings.version,
             jwks_fetch_mode=self.settings.jwks_fetch_mode,
             details={"implementation": f"meshjwt local reference mesh {__version__}",
-                     "envoy": self._envoy_version()},  # fmt: skip
+                     "envoy": self._envoy_version(),
+                     "pathNormalization": self.settings.extra.get("path_normalization") or "BASE"},  # fmt: skip
         )
 
     @functools.cache  # noqa: B019 - one mesh per run; the binary does not change
@@ -179,6 +190,54 @@ class LocalMesh(Mesh):
     def clear(self) -> None:
         self.apply([])
 
+    # --- extras: attacker JWKS, path normalization, more upstreams (security qualification) -----------
+    def serve_attacker_jwks(self, jwks_json: str) -> str:
+        """Serve ``jwks_json`` on the external JWKS host (really, over HTTP) and return its URL."""
+        assert self.workdir, "start() first"
+        (self.workdir / "attacker-jwks.json").write_text(jwks_json)
+        port, timeout = self.ports["external-http"], self.settings.timeouts.request
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            conn.request("GET", ATTACKER_JWKS_PATH)
+            served = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        if served != jwks_json:
+            raise EnvironmentProblem(f"the external JWKS host did not serve the attacker JWKS at {ATTACKER_JWKS_PATH}")
+        return f"http://{EXTERNAL_JWKS_HOST}{ATTACKER_JWKS_PATH}"
+
+    @property
+    def path_normalization(self) -> str:
+        """meshConfig ``pathNormalization.normalization`` the proxies run with."""
+        assert self.control_plane, "start() first"
+        return self.control_plane.path_normalization
+
+    def set_path_normalization(self, mode: str) -> None:
+        """Switch meshConfig ``pathNormalization`` (NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES) and re-push."""
+        assert self.control_plane, "start() first"
+        previous, self.control_plane.path_normalization = self.control_plane.path_normalization, mode
+        try:
+            self.apply(self.applied)
+        except BaseException:
+            self.control_plane.path_normalization = previous
+            raise
+
+    def add_upstream(self, backend: Any, name: str, namespace: str, port: int) -> int:
+        """Model ``name.namespace:port`` as a workload with a sidecar in front of ``backend`` (already
+        listening on ``backend.port``); the mesh stops ``backend`` with itself. Returns the sidecar's port."""
+        assert self.control_plane, "start() first"
+        self.backends.append(backend)
+        listener = free_port()
+        workload = Workload(name, namespace, {"app": name}, "sidecar")
+        cluster = f"inbound|{port}||{name}"
+        self.control_plane.world.workloads.append(workload)
+        self.control_plane.world.services.append(Service(name, namespace, port, backend.port))
+        self.control_plane.proxies.append(Proxy(workload, listener, [route_to(cluster)]))
+        self.control_plane.base_clusters.append(static_cluster(cluster, backend.port))
+        self.ports[f"listener:{name}"] = listener
+        self.apply(self.applied)
+        return listener
+
     def request(self, request: Request) -> Response:
         port = self.ports["listener:sidecar" if request.client == "mesh" else "listener:gateway"]
         default = f"httpbin.{self.topology.namespace}:8000" if request.client == "mesh" else "bookinfo.example.com"
@@ -191,7 +250,13 @@ class LocalMesh(Mesh):
                     "127.0.0.1", port, timeout=self.settings.timeouts.request
                 )
             try:
-                conn.request(request.method, request.path, headers=headers)
+                if request.extra_headers:  # repeated names: header lines one by one
+                    conn.putrequest(request.method, request.path, skip_host=True)
+                    for name, value in [*headers.items(), *request.extra_headers]:
+                        conn.putheader(name, value)
+                    conn.endheaders()
+                else:
+                    conn.request(request.method, request.path, headers=headers)
                 response = conn.getresponse()
                 body = response.read().decode(errors="replace")
                 if response.will_close:
