@@ -152,7 +152,12 @@ class ScenarioRunner:
         info = self._info = self._info or self.mesh.info()
         fetch_mode = scenario.jwks_fetch_mode or info.jwks_fetch_mode
         expected = case.expect.for_mesh(info, fetch_mode)
-        request, shown = self.build_request(case)
+        try:
+            request, shown = self.build_request(case)
+        except Unsupported as exc:  # e.g. a token the target cannot make (an attacker JWKS it cannot serve)
+            result = CaseResult(case=case, scenario=scenario, request="(not sent)", expected=expected,
+                                verdict="unsupported", detail=str(exc))  # fmt: skip
+            return result, Request()
         result = CaseResult(case=case, scenario=scenario, request=shown, expected=expected)
         missing = features.unsupported(result.features, info.flavor, info.version,
                                        self.settings.supported_features, self.settings.exempt_features)  # fmt: skip
