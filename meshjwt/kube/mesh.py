@@ -64,6 +64,8 @@ class KubeMesh(Mesh):
             self.phase("scenarios", self._scenarios_started)
         if self.timings:
             log("phase timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
+        if self.exec_calls or self.probe_calls:
+            log(f"kubectl exec calls: {self.exec_calls} sending requests, {self.probe_calls} reading proxy config")
 
     # --- workloads --------------------------------------------------------------------------
     def workload_variables(self) -> dict[str, str]:

@@ -51,6 +51,16 @@ class RunInfo:
     date: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     interrupted: bool = False
     collected: int | None = None  # scenario cases selected for the run (None: unknown)
+    rehearsal: str | None = None  # set when the cluster was simulated: what ran, never conformance evidence
+
+
+#: how a rehearsal report titles itself, wherever it is shown
+REHEARSAL_TITLE = "JWT rehearsal (simulated cluster, not conformance evidence)"
+
+
+def title(report: Mapping[str, Any]) -> str:
+    """``JWT conformance`` or the rehearsal's title."""
+    return REHEARSAL_TITLE if report.get("rehearsal") else "JWT conformance"
 
 
 def camel(name: str) -> str:
@@ -175,6 +185,9 @@ def build_report(results: Iterable[CaseResult], run: RunInfo) -> dict[str, Any]:
         "date": run.date.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "suiteVersion": __version__,
         "target": run.target,
+        # a rehearsal runs the suite's own code against a simulated cluster: it is never conformance evidence
+        "mode": "rehearsal" if run.rehearsal else "conformance",
+        **({"rehearsal": {"simulatedCluster": True, "note": run.rehearsal}} if run.rehearsal else {}),
         "mesh": {"flavor": mesh.flavor, "version": mesh.version, "jwksFetchMode": mesh.jwks_fetch_mode,
                  "details": {k: scrub(str(v)) for k, v in mesh.details.items()}},  # fmt: skip
         "implementation": run.implementation.as_dict(),

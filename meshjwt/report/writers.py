@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from meshjwt.report.model import title as report_title
+
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 _CSS = """
@@ -155,11 +157,14 @@ def _security(section: Mapping[str, Any] | None) -> str:
 
 def to_html(report: Mapping[str, Any]) -> str:
     """A single HTML page (inline CSS, no scripts or external resources)."""
-    title = f"JWT conformance report: {report['target']} — {report['result']}"
+    rehearsal = report.get("rehearsal")
+    title = f"{report_title(report)} report: {report['target']} — {report['result']}"
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
         f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
-        f"<p><code>{_e(report['apiVersion'])}</code> {_e(report['kind'])}</p>{_meta(report)}"
+        f"<p><code>{_e(report['apiVersion'])}</code> {_e(report['kind'])}</p>"
+        + (f"<p><strong>Rehearsal:</strong> {_e(rehearsal['note'])}</p>" if rehearsal else "")
+        + f"{_meta(report)}"
         f"<h2>Claims</h2>{_summary(report)}<h2>Cases</h2>{''.join(_claim(c) for c in report['claims'])}"
         f"{_security(report.get('security'))}</body></html>\n"
     )
