@@ -95,9 +95,28 @@ def in_process() -> dict[str, object]:
             "apply": runner.apply_seconds, "rss_kib": rss, "report": report}  # fmt: skip
 
 
+def rehearsal_kind_leg() -> dict[str, float]:
+    """Wall time and kubectl exec calls of the kind rehearsal (create → install → deploy → cases → delete)."""
+    with tempfile.TemporaryDirectory() as reports:
+        started = time.perf_counter()
+        argv = [sys.executable, "-m", "rehearsal", "kind", "--reports-dir", reports, "--", "-q", "-s"]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        wall = time.perf_counter() - started
+    out = done.stdout + done.stderr
+    calls = re.search(r"kubectl exec calls: (\d+) sending requests, (\d+) reading proxy config", out)
+    passed = re.search(r"(\d+) passed", out)
+    failed = re.search(r"(\d+) failed", out)
+    if not calls or not passed:
+        raise SystemExit(f"the kind rehearsal did not report its figures (exit {done.returncode}): {out[-400:]}")
+    ran = int(passed.group(1)) + (int(failed.group(1)) if failed else 0)
+    return {"wall": wall, "cases": ran, "exec": int(calls.group(1)), "probe": int(calls.group(2)),
+            "exit": done.returncode}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="repetitions of the whole run (median is printed)")
+    parser.add_argument("--no-rehearsal", action="store_true", help="skip the kind rehearsal leg")
     args = parser.parse_args()
 
     with_report, without_report = [], []
@@ -133,6 +152,12 @@ def main() -> None:
     print(f"local target benchmark ({sys.platform}, python {sys.version.split()[0]})")
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:>10}  {note}")
+    if not args.no_rehearsal:
+        leg = rehearsal_kind_leg()
+        print(f"rehearsal kind leg wall time: {leg['wall']:.1f} s (exit {leg['exit']}; {leg['cases']} cases run; "
+              "create, Istio install, workloads, cases, delete against the simulated cluster)")  # fmt: skip
+        print(f"rehearsal exec calls per case: {leg['exec'] / leg['cases']:.2f} ({leg['exec']} request rounds; "
+              f"plus {leg['probe']} config reads after applies, {leg['probe'] / leg['cases']:.2f} per case)")
 
 
 if __name__ == "__main__":
