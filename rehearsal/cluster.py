@@ -51,7 +51,8 @@ KIND_COREFILE = """.:53 {
 }
 """
 COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.12.0"
-TENANT_TOKEN = "rehearsal-tenant-token"  # a fixed name for a simulated user, not a secret
+TENANT_TOKEN = "rehearsal-tenant-token"  # fixed names of simulated users, not secrets
+ADMIN_TOKEN = "rehearsal-admin-token"
 
 
 def kind_node(config: Mapping[str, Any] | None) -> tuple[dict[str, str], int | None]:
@@ -134,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     tenants = control_tenants = None  # callers with no token are cluster admins
     if args.tenant_prefix:  # namespace-only RBAC; on the control plane also Istio config in the root namespace
         user = "qualification-tenant"
-        tenants = {TENANT_TOKEN: Tenant(user=user, namespace_prefixes=(args.tenant_prefix,))}
-        control_tenants = {TENANT_TOKEN: Tenant(user=user, namespace_prefixes=(args.tenant_prefix, "istio-system"))}
+        tenants = {TENANT_TOKEN: Tenant(user=user, namespace_prefixes=(args.tenant_prefix,)), ADMIN_TOKEN: None}
+        control_tenants = {TENANT_TOKEN: Tenant(user=user, namespace_prefixes=(args.tenant_prefix, "istio-system")),
+                           ADMIN_TOKEN: None}  # fmt: skip
     holder: dict[str, DataPlane] = {}
 
     def injector(pod: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
@@ -178,10 +180,11 @@ def main(argv: list[str] | None = None) -> int:
             seed(control, [o for o in kube_system() if o["kind"] == "Namespace"])
             preinstall_istio(data, control, args.istio_version, args.jwks_fetch_mode)
         kubeconfigs = {"data": str(state / "kubeconfig")}
-        data.kubeconfig(kubeconfigs["data"], context=args.name)
+        admin = ADMIN_TOKEN if tenants else None  # over https (tenants), kubectl needs a credential
+        data.kubeconfig(kubeconfigs["data"], token=admin, context=args.name)
         if args.split:
             kubeconfigs["control"] = str(state / "control-kubeconfig")
-            control.kubeconfig(kubeconfigs["control"], context=f"{args.name}-control")
+            control.kubeconfig(kubeconfigs["control"], token=admin, context=f"{args.name}-control")
         if args.tenant_prefix:
             kubeconfigs["tenant-data"] = str(state / "tenant-data-kubeconfig")
             data.kubeconfig(kubeconfigs["tenant-data"], token=TENANT_TOKEN, context=f"{args.name}-tenant")

@@ -108,6 +108,9 @@ class DataPlane:
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._last_signature: str | None = None
+        #: seconds between a change and its push (istiod's debounce + distribution); tests raise it to rehearse
+        #: a slow mesh, where a verdict right after an apply would see stale config
+        self.push_delay = float(os.environ.get("MESHJWT_REHEARSAL_PUSH_DELAY") or 0)
 
     # --- lifecycle (call start/stop from the main thread: children die with their spawning thread) -----
     def start(self, timeout: float = 20.0) -> None:
@@ -158,6 +161,7 @@ class DataPlane:
             if self._stopping.is_set():
                 return
             time.sleep(0.02)  # let a burst of changes (one kubectl apply) land before translating
+            time.sleep(self.push_delay)  # istiod's debounce and push latency, as a test asks
             self._dirty.clear()
             try:
                 self.reconcile()

@@ -62,7 +62,7 @@ class ApiServer:
         injector: Injector | None = None,
         exec_handler: ExecHandler | None = None,
         log_handler: LogHandler | None = None,
-        tenants: Mapping[str, Tenant] | None = None,
+        tenants: Mapping[str, Tenant | None] | None = None,  # token → tenant (None: a cluster admin)
         tls: bool | None = None,
     ) -> None:
         self.name, self.kube_version = name, kube_version
@@ -260,10 +260,9 @@ class ApiServer:
             return None
         auth = request.headers.get("Authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-        tenant = self.tenants.get(token)
-        if tenant is None:
+        if token not in self.tenants:
             raise ApiError(401, "Unauthorized", "Unauthorized")
-        return tenant
+        return self.tenants[token]  # None: a cluster admin
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         tenant = self._tenant(request)

@@ -162,6 +162,9 @@ def install(args: argparse.Namespace, out: Callable[[str], None]) -> None:
     version = istio_version(args)
     timeout = parse_duration(args.readiness_timeout)
     overlay = load_overlay(args.files, args.sets)
+    if "istioctl-install" in (os.environ.get("MESHJWT_REHEARSAL_FAIL") or "").split(","):
+        raise Failure("failed to install manifests: Istiod encountered an error: failed to wait for resource: "
+                      "resources not ready after 10m0s: context deadline exceeded (injected by MESHJWT_REHEARSAL_FAIL)")
     try:
         components = install_components(overlay, version)
     except NotSimulated as exc:
