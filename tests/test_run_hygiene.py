@@ -65,9 +65,9 @@ def processes_mentioning(marker: str) -> list[str]:
 class Run:
     """A pytest run of the suites in a subprocess, with a private TMPDIR and fixed listener ports."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
-        self.tmp = tmp_path / "run-tmp"
-        self.tmp.mkdir()
+    def __init__(self, tmp_path: Path, *args: str, tmp: Path | None = None) -> None:
+        self.tmp = tmp or tmp_path / "run-tmp"
+        self.tmp.mkdir(exist_ok=True)
         self.ports = [free_port(), free_port()]
         self.argv = [sys.executable, "-m", "pytest", "suites", "-q", "--reports-dir", str(tmp_path / "reports"),
                      "--local-sidecar-port", str(self.ports[0]), "--local-gateway-port", str(self.ports[1]), *args]
@@ -121,7 +121,7 @@ def test_clean_after_a_failing_run_and_no_token_in_any_output(tmp_path):
     run.assert_clean()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_clean_after_interrupt_or_kill_mid_run(tmp_path, sig):
     (tmp_path / "fail.yaml").write_text(FAILING)
     run = Run(tmp_path, "--scenarios", str(tmp_path / "fail.yaml"), "-k", "never-matches", "--timeout-converge", "60")
@@ -135,13 +135,46 @@ def test_clean_after_interrupt_or_kill_mid_run(tmp_path, sig):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == (2 if sig == signal.SIGINT else -signal.SIGKILL), output
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 2), output
     if sig == signal.SIGKILL:  # no cleanup code ran: the children die with their parent (PR_SET_PDEATHSIG)
         wait_until_gone(str(run.tmp), run.ports)
         assert processes_mentioning(str(run.tmp)) == []
         assert not [p for p in run.ports if is_listening(p)], f"listener ports still bound: {run.ports}"
+        (left,) = run.tmp.iterdir()  # only its run folder is left, private; the next run sweeps it
+        assert oct(left.stat().st_mode & 0o777) == "0o700" and not (left / "pki" / "server-key.pem").exists()
+        result = Run(tmp_path, "-k", "products-0-no-token", tmp=run.tmp).run()
+        assert result.returncode == 0, result.stdout + result.stderr
     else:
-        run.assert_clean()
+        assert "Traceback" not in output
+    run.assert_clean()
+
+
+def test_toxs_interrupt_sequence_leaves_nothing_and_no_traceback(tmp_path):
+    """A terminal's Ctrl-C reaches tox and pytest; tox sends SIGINT again at once and SIGTERM 0.3 s later."""
+    (tmp_path / "fail.yaml").write_text(FAILING)
+    run = Run(tmp_path, "--scenarios", str(tmp_path / "fail.yaml"), "-k", "never-matches", "--timeout-converge", "60")
+    stale = tmp_path / "reports" / "local"
+    stale.mkdir(parents=True)
+    for name in ("conformance-report.yaml", "conformance-report.html", "junit.xml"):
+        (stale / name).write_text("from an earlier run")
+    proc = run.start()
+    try:
+        run.wait_until_mesh_is_up(proc)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=20)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, output
+    assert "Traceback" not in output
+    run.assert_clean()
+    assert not (stale / "conformance-report.yaml").exists(), "no case had a result: no report, and no stale one"
+    assert "from an earlier run" not in (stale / "junit.xml").read_text()
 
 
 def one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:

@@ -5,6 +5,7 @@ runner), ``scenarios`` (one test per scenario case), ``report`` (the conformance
 """
 
 pytest_plugins = [
+    "meshjwt.pytest_plugin.interrupts",
     "meshjwt.pytest_plugin.options",
     "meshjwt.pytest_plugin.mesh",
     "meshjwt.pytest_plugin.scenarios",

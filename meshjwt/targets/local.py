@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
 import re
 import select
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from meshjwt import __version__, pki
 from meshjwt.errors import ConfigError, EnvironmentProblem
-from meshjwt.localmesh import processes
+from meshjwt.localmesh import processes, rundirs
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
 from meshjwt.localmesh.ports import free_port, require_free
@@ -88,7 +87,9 @@ class LocalMesh(Mesh):
         for role, port in listener_ports.items():
             listener_ports[role] = require_free(port, f"the local {role} listener") if port else free_port()
         binary = envoy_binary(extra.get("envoy_path"))
-        self.workdir = Path(tempfile.mkdtemp(prefix="meshjwt-local-"))
+        rundirs.sweep()  # folders of earlier runs that were killed before they could clean up
+        self.workdir = rundirs.new_path()  # known before it exists: an interrupt cannot orphan it
+        rundirs.create(self.workdir, remove_on_interrupt=not extra.get("keep_workdir"))
         jwks_file = self.workdir / "jwks.json"
         jwks_file.write_text(self.jwks_json)
         certs = pki.write_ca_and_server_cert(self.workdir / "pki", [EXTERNAL_JWKS_HOST])
@@ -107,6 +108,7 @@ class LocalMesh(Mesh):
         self.envoy = Envoy(self.workdir, binary)
         self.envoy.start(timeout)
         self.ports = {**self._await_workloads(timeout), **{f"listener:{k}": v for k, v in listener_ports.items()}}
+        certs.key.unlink()  # the workloads hold it in memory now: no private key on disk for the rest of the run
         world, proxies, clusters = self._model(listener_ports)
         secrets = {EXTERNAL_JWKS_CA_SECRET: str(certs.ca_cert)}  # as the kind/cluster targets create it
         self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert), substitute_jwks(),
@@ -160,8 +162,11 @@ class LocalMesh(Mesh):
         if self.workloads:
             processes.terminate(self.workloads)
             self.workloads = None
-        if self.workdir and not self.settings.extra.get("keep_workdir"):
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir and self.settings.extra.get("keep_workdir"):
+            with contextlib.suppress(OSError):
+                rundirs.keep(self.workdir)
+        elif self.workdir:
+            rundirs.remove(self.workdir)
 
     # --- the Mesh interface -----------------------------------------------------------------
     def info(self) -> MeshInfo:
