@@ -154,6 +154,24 @@ def test_playground_answers_reloads_and_stops(start: Callable[..., Playground], 
     assert not Path(workdir).exists()
 
 
+def test_the_examples_policies_work_as_documented(start: Callable[..., Playground], tmp_path: Path) -> None:
+    docs = (ROOT / "docs" / "report-and-playground.md").read_text()
+    blocks = re.findall(r"```yaml\n(apiVersion: security.*?)```", docs, re.S)
+    policies = ROOT / "examples" / "policies"
+    assert blocks == [(policies / name).read_text() for name in ("ra.yaml", "require-jwt.yaml")]
+    playground = start(policies)
+    sidecar = int(playground.wait_for_line(r"^sidecar: http://127\.0\.0\.1:(\d+)").group(1))
+    token = playground.wait_for_line(r"export TOKEN=(\S+)").group(1)
+    playground.wait_for_line(r"^watching ")
+    applied = "applied: 2 resources (RequestAuthentication foo/jwt-example, AuthorizationPolicy foo/require-jwt)"
+    assert applied in playground.lines and applied in docs
+    assert get(sidecar, "httpbin.foo:8000", "/headers") == 403  # require-jwt: no token, no entry
+    assert get(sidecar, "httpbin.foo:8000", "/headers", token) == 200
+    assert get(sidecar, "httpbin.foo:8000", "/headers", "not.a.token") == 401
+    playground.proc.send_signal(signal.SIGINT)
+    assert playground.proc.wait(timeout=20) == 0
+
+
 def test_sigterm_stops_cleanly(start: Callable[..., Playground], tmp_path: Path) -> None:
     playground = start(tmp_path)  # an empty folder: the mesh without policies
     workdir = playground.wait_for_line(r"^envoy pid: \d+; workdir: (\S+)").group(1)

@@ -24,6 +24,7 @@ from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, ro
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
 from meshjwt.localmesh.ports import free_port, require_free
 from meshjwt.localmesh.translate.network import static_cluster
+from meshjwt.localmesh.translate.selection import check_targeting
 from meshjwt.localmesh.world import Service, Workload, World
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, MeshInfo, Request, Response
@@ -62,6 +63,12 @@ class LocalMesh(Mesh):
         self.last: Translation | None = None
         self.applied: list[Mapping[str, Any]] = []
         self._connections: dict[int, http.client.HTTPConnection] = {}
+
+    @classmethod
+    def check_resources(cls, resources: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse at load, before anything runs, what this target can never apply (UnsupportedField)."""
+        for resource in resources:
+            check_targeting(resource)
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
