@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     return run(Options(policies=args.policies, sidecar_port=args.sidecar_port, gateway_port=args.gateway_port,
                        jwks_fetch_mode=args.jwks_fetch_mode, issuer=args.issuer,
-                       poll_interval=args.poll_interval))  # fmt: skip
+                       poll_interval=args.poll_interval), out=sys.stdout, err=sys.stderr)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """``meshjwt run``: the built-in conformance suites of the installed package, run by pytest in any folder.
 
 Reports go to ``./reports/<target>/`` (``--reports-dir`` moves them). Every argument is a pytest option
-(``meshjwt run --help`` lists the suite's). The run uses its own pytest configuration (``pytest_plugin/run.ini``)
+(``meshjwt run --help`` lists the suite's). The run uses its own pytest configuration (``run.ini`` beside this module)
 instead of any found in the current folder or its parents, so the suite behaves the same wherever it starts.
 """
 
@@ -16,7 +16,7 @@ from meshjwt.data import suites_dir
 
 def pytest_args(user_args: Sequence[str], cwd: Path | None = None) -> list[str]:
     """pytest's arguments: the packaged suites, their configuration, this folder as rootdir, then the user's."""
-    config = resources.files("meshjwt.pytest_plugin").joinpath("run.ini")
+    config = resources.files("meshjwt").joinpath("run.ini")  # not the plugin's package: pytest imports that
     return [str(suites_dir()), "-c", str(config), f"--rootdir={cwd or Path.cwd()}", *user_args]
 
 

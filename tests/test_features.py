@@ -1,19 +1,24 @@
 """Named features and option precedence: defaults < --options-file < the command line."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from meshjwt import features
 from meshjwt.errors import ConfigError
+from meshjwt.scenarios.loader import BUILTIN_DIR, load_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]
 
 
-def test_every_algorithm_has_a_feature():
-    assert {f"JWT.{a}" for a in ("RS256", "PS384", "ES512", "HS256", "EdDSA")} <= set(features.FEATURES)
+def test_the_builtin_scenarios_and_the_table_use_exactly_the_named_features():
+    """No typo in a scenario's features (it would silently skip), and no named feature nobody uses."""
+    scenarios = load_scenarios([BUILTIN_DIR])
+    declared = {f for s in scenarios for f in (*s.features, *(f for c in s.cases for f in c.features))}
+    in_table = {f for row in features.TABLE for f in row.features}
+    assert declared <= set(features.FEATURES), sorted(declared - set(features.FEATURES))
+    assert set(features.FEATURES) == declared | in_table, sorted(set(features.FEATURES) - declared - in_table)
 
 
 @pytest.mark.parametrize(
@@ -39,29 +44,26 @@ def test_names_are_checked_and_lists_parsed():
         features.check_names(["JWT.RS257"], "--exempt-features")
 
 
-def run(tmp_path, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "suites", "-q", "-rs", "--reports-dir", str(tmp_path / "r"), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """The suites in process (pytester), quiet, with skip reasons."""
+    return pytester.runpytest(str(ROOT / "suites"), "-q", "-rs", "--reports-dir", "r", *args)
 
 
-def test_options_file_and_command_line_precedence(tmp_path):
+def test_options_file_and_command_line_precedence(pytester, tmp_path):
     options = tmp_path / "options.yaml"
     options.write_text("exempt-features: [JWT.EdDSA]\ntimeout_converge: 7\nmesh-version: '1.7'\n")
-    result = run(tmp_path, "--options-file", str(options), "-k", "algorithms")
-    assert result.returncode == 0, result.stdout
+    result = run(pytester, "--options-file", str(options), "-k", "algorithms")
     # file: EdDSA exempt; version 1.7 → the table drops all non-RSA algorithms (14 of 26 cases)
-    assert "12 passed, 14 skipped" in result.stdout
-    assert "JWT.EdDSA: exempted with --exempt-features" in result.stdout
+    result.assert_outcomes(passed=12, skipped=14)
+    assert "JWT.EdDSA: exempted with --exempt-features" in result.stdout.str()
     # the command line wins over the file
-    result = run(tmp_path, "--options-file", str(options), "--mesh-version", "1.30", "-k", "algorithms")
-    assert "24 passed, 2 skipped" in result.stdout, result.stdout
+    result = run(pytester, "--options-file", str(options), "--mesh-version", "1.30", "-k", "algorithms")
+    result.assert_outcomes(passed=24, skipped=2)
 
 
-def test_options_file_errors_are_one_line(tmp_path):
+def test_options_file_errors_are_one_line(pytester, tmp_path):
     options = tmp_path / "options.yaml"
     options.write_text("no-such-option: 1\n")
-    result = run(tmp_path, "--options-file", str(options))
-    assert result.returncode == 4
-    assert f"ERROR: --options-file {options}: unknown option 'no-such-option'" in result.stderr
+    result = run(pytester, "--options-file", str(options))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: --options-file {options}: unknown option 'no-such-option'" in result.stderr.str()

@@ -154,10 +154,13 @@ def test_stop_releases_processes_and_ports(keys):
     envoy, workloads = mesh.envoy.proc, mesh.workloads
     ports = [p for name, p in mesh.ports.items()]
     assert all(is_listening(p) for p in ports)
+    assert oct(mesh.workdir.stat().st_mode & 0o777) == "0o700"
+    assert not (mesh.workdir / "pki" / "server-key.pem").exists(), "the workloads hold the key: off the disk"
     mesh.stop()
     mesh.stop()  # idempotent
     assert envoy.poll() is not None and workloads.poll() is not None
     assert not any(is_listening(p) for p in ports)
+    assert not mesh.workdir.exists()
 
 
 def test_a_new_policy_governs_the_very_next_request(mesh, keys, tokens):

@@ -49,7 +49,7 @@ def test_the_wheel_carries_suites_scenarios_and_manifests(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     scenarios = {f"meshjwt/suites/scenarios/{p.name}" for p in (ROOT / "suites" / "scenarios").glob("*.yaml")}
     manifests = {f"meshjwt/manifests/{p.relative_to(ROOT / 'manifests')}" for p in (ROOT / "manifests").rglob("*.yaml")}
-    assert {"meshjwt/suites/conftest.py", "meshjwt/suites/test_conformance.py"} <= names
+    assert {"meshjwt/suites/conftest.py", "meshjwt/suites/test_conformance.py", "meshjwt/run.ini"} <= names
     assert scenarios and scenarios <= names
     assert manifests and manifests <= names
     assert not any(name.startswith(("fixtures/", "suites/", "manifests/", "tests/")) for name in names)

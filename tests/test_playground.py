@@ -9,12 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from meshjwt.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
 RA = (ROOT / "manifests" / "scenarios" / "ra-httpbin-inline.yaml").read_text()
@@ -154,6 +157,24 @@ def test_playground_answers_reloads_and_stops(start: Callable[..., Playground], 
     assert not Path(workdir).exists()
 
 
+def test_the_examples_policies_work_as_documented(start: Callable[..., Playground], tmp_path: Path) -> None:
+    docs = (ROOT / "docs" / "report-and-playground.md").read_text()
+    blocks = re.findall(r"```yaml\n(apiVersion: security.*?)```", docs, re.S)
+    policies = ROOT / "examples" / "policies"
+    assert blocks == [(policies / name).read_text() for name in ("ra.yaml", "require-jwt.yaml")]
+    playground = start(policies)
+    sidecar = int(playground.wait_for_line(r"^sidecar: http://127\.0\.0\.1:(\d+)").group(1))
+    token = playground.wait_for_line(r"export TOKEN=(\S+)").group(1)
+    playground.wait_for_line(r"^watching ")
+    applied = "applied: 2 resources (RequestAuthentication foo/jwt-example, AuthorizationPolicy foo/require-jwt)"
+    assert applied in playground.lines and applied in docs
+    assert get(sidecar, "httpbin.foo:8000", "/headers") == 403  # require-jwt: no token, no entry
+    assert get(sidecar, "httpbin.foo:8000", "/headers", token) == 200
+    assert get(sidecar, "httpbin.foo:8000", "/headers", "not.a.token") == 401
+    playground.proc.send_signal(signal.SIGINT)
+    assert playground.proc.wait(timeout=20) == 0
+
+
 def test_sigterm_stops_cleanly(start: Callable[..., Playground], tmp_path: Path) -> None:
     playground = start(tmp_path)  # an empty folder: the mesh without policies
     workdir = playground.wait_for_line(r"^envoy pid: \d+; workdir: (\S+)").group(1)
@@ -163,41 +184,44 @@ def test_sigterm_stops_cleanly(start: Callable[..., Playground], tmp_path: Path)
     assert processes_mentioning(workdir) == [] and not Path(workdir).exists()
 
 
-def bad_input(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "meshjwt", "playground", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=60, env={**os.environ, "TMPDIR": str(tmp_path)},
-    )  # fmt: skip
-    assert proc.returncode == 2, proc
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert list(tmp_path.glob("meshjwt-local-*")) == [] and processes_mentioning(str(tmp_path)) == []
-    return proc
+@pytest.fixture
+def bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """The playground command called in process: exit code 2, one line on stderr, nothing left."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the mesh's run folder lands in tmp_path
+
+    def run(*args: str) -> str:
+        assert main(["playground", *args]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        assert list(tmp_path.glob("meshjwt-local-*")) == [] and processes_mentioning(str(tmp_path)) == []
+        return err
+
+    return run
 
 
-def test_missing_folder(tmp_path: Path) -> None:
-    assert "no such policy folder" in bad_input(tmp_path, "--policies", str(tmp_path / "nope")).stderr
+def test_missing_folder(tmp_path: Path, bad_input) -> None:
+    assert "no such policy folder" in bad_input("--policies", str(tmp_path / "nope"))
 
 
-def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+def test_malformed_yaml_names_file_and_line(tmp_path: Path, bad_input) -> None:
     (tmp_path / "p.yaml").write_text("apiVersion: v1\nkind: [\n")
-    assert re.search(r"p\.yaml:\d+: not valid YAML", bad_input(tmp_path, "--policies", str(tmp_path)).stderr)
+    assert re.search(r"p\.yaml:\d+: not valid YAML", bad_input("--policies", str(tmp_path)))
 
 
-def test_policy_the_mesh_refuses_at_start(tmp_path: Path) -> None:
+def test_policy_the_mesh_refuses_at_start(tmp_path: Path, bad_input) -> None:
     (tmp_path / "p.yaml").write_text(REQUIRE_JWT.replace("action: ALLOW", "action: ALLOW\n  bogus: 1"))
-    assert "spec.bogus" in bad_input(tmp_path, "--policies", str(tmp_path)).stderr
+    assert "spec.bogus" in bad_input("--policies", str(tmp_path))
 
 
-def test_port_in_use(tmp_path: Path) -> None:
+def test_port_in_use(tmp_path: Path, bad_input) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        assert "already in use" in bad_input(tmp_path, "--policies", str(tmp_path), "--gateway-port", port).stderr
+        assert "already in use" in bad_input("--policies", str(tmp_path), "--gateway-port", port)
 
 
-def test_version_command() -> None:
+def test_version_command(capsys: pytest.CaptureFixture[str]) -> None:
     from meshjwt import __version__
 
-    proc = subprocess.run([sys.executable, "-m", "meshjwt", "version"], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0 and proc.stdout.strip() == f"mesh-jwt-conformance {__version__}"
+    assert main(["version"]) == 0 and capsys.readouterr().out.strip() == f"mesh-jwt-conformance {__version__}"

@@ -25,6 +25,12 @@ from meshjwt.targets.base import MeshInfo, Request, Response
 from meshjwt.tokens import TokenFactory, mask
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]
+
+
+def run_suites(pytester: pytest.Pytester, *args: str, plugins: tuple[object, ...] = ()) -> pytest.RunResult:
+    """The suites in process (pytester): the plugin, the mesh and the report are real; no extra interpreter."""
+    return pytester.runpytest(str(ROOT / "suites"), *args, plugins=list(plugins))
 
 
 @pytest.fixture(scope="module")
@@ -172,13 +178,10 @@ def test_html_is_self_contained_with_the_claims_table() -> None:
     assert 'class="failure"' in page and 'class="success"' in page
 
 
-def test_end_to_end_run_writes_the_report_and_prints_the_table(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites", "-q", "-k", "path-exclusion", "--reports-dir", str(tmp_path),
-         "--report-organization", "ACME", "--report-contact", "me@example.com"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+def test_end_to_end_run_writes_the_report_and_prints_the_table(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    proc = run_suites(pytester, "-q", "-k", "path-exclusion", "--reports-dir", str(tmp_path),
+                      "--report-organization", "ACME", "--report-contact", "me@example.com")  # fmt: skip
+    assert proc.ret == 0, proc.stdout.str()[-3000:]
     report = yaml.safe_load((tmp_path / "local" / "conformance-report.yaml").read_text(encoding="utf-8"))
     assert (tmp_path / "local" / "junit.xml").is_file()
     assert "path-exclusion" in (tmp_path / "local" / "conformance-report.html").read_text(encoding="utf-8")
@@ -194,23 +197,19 @@ def test_end_to_end_run_writes_the_report_and_prints_the_table(tmp_path: Path) -
     sent = cases["products-0-valid-token"]["request"]
     assert "Authorization" in sent and "…" in sent  # the token, masked
     assert "-k path-exclusion" in report["howToReproduce"]
-    lines = proc.stdout.splitlines()
+    lines = proc.outlines
     header = next(i for i, line in enumerate(lines) if line.split()[:6] == ["claim", "section", "cases", "passed",
                                                                            "failed", "unsupported"])  # fmt: skip
     row = lines[header + 2].split()
     assert row[0] == "path-exclusion" and row[-4:] == [str(len(cases)), str(len(cases)), "0", "0"]
-    assert "result: success" in proc.stdout
+    assert "result: success" in proc.stdout.str()
 
 
-def test_no_report_option_writes_nothing(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites", "-q", "-k", "products-0-no-token", "--no-report",
-         "--reports-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:]
+def test_no_report_option_writes_nothing(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    proc = run_suites(pytester, "-q", "-k", "products-0-no-token", "--no-report", "--reports-dir", str(tmp_path))
+    assert proc.ret == 0, proc.stdout.str()[-3000:]
     assert not list(tmp_path.rglob("conformance-report.*"))
-    assert "path-exclusion" in proc.stdout  # the summary table is still printed
+    assert "path-exclusion" in proc.stdout.str()  # the summary table is still printed
 
 
 USER_SCENARIOS = """\
@@ -234,15 +233,12 @@ cases:
 """
 
 
-def test_failing_run_still_writes_the_report(tmp_path: Path) -> None:
+def test_failing_run_still_writes_the_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
     scenarios = tmp_path / "mine.yaml"
     scenarios.write_text(USER_SCENARIOS)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites", "-q", "--scenarios", str(scenarios), "-k",
-         "wrong-on-purpose or needs-gateway-api", "--timeout-converge", "0.2", "--reports-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    proc = run_suites(pytester, "-q", "--scenarios", str(scenarios), "-k", "wrong-on-purpose or needs-gateway-api",
+                      "--timeout-converge", "0.2", "--reports-dir", str(tmp_path))  # fmt: skip
+    assert proc.ret == 1, proc.stdout.str()[-3000:]
     report = yaml.safe_load((tmp_path / "local" / "conformance-report.yaml").read_text(encoding="utf-8"))
     assert report["result"] == "failure"
     assert report["statistics"] == {"passed": 0, "failed": 2, "skipped": 0, "notRun": 0}
@@ -254,7 +250,7 @@ def test_failing_run_still_writes_the_report(tmp_path: Path) -> None:
     untranslatable = claims["needs-gateway-api"]["cases"][0]
     assert untranslatable["verdict"] == "error" and "HTTPRoute" in untranslatable["detail"]
     assert claims["needs-gateway-api"]["result"] == "failure"
-    assert "result: failure (0 passed, 2 failed, 0 unsupported)" in proc.stdout
+    assert "result: failure (0 passed, 2 failed, 0 unsupported)" in proc.stdout.str()
     html = (tmp_path / "local" / "conformance-report.html").read_text(encoding="utf-8")
     assert 'class="failure"' in html and "wrong-on-purpose" in html
     text = (tmp_path / "local" / "conformance-report.yaml").read_text(encoding="utf-8")
@@ -298,24 +294,22 @@ def test_report_is_written_after_ctrl_c(tmp_path: Path) -> None:
     assert [c["id"] for c in report["claims"]] == ["path-exclusion"]
 
 
-def test_cases_skipped_before_the_runner_are_reported_unsupported(tmp_path: Path) -> None:
-    (tmp_path / "exempt_plugin.py").write_text(
-        "import pytest\n\n"
-        "def pytest_runtest_setup(item):\n"
-        "    if item.nodeid.endswith('/products-0-valid-token]'):\n"
-        "        pytest.skip('feature Authz.PathExclusion is exempt (--exempt-features)')\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites", "-q", "-p", "exempt_plugin", "-k", "products-0",
-         "--reports-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+class ExemptOneCase:
+    """Skips a case before the scenario runner sees it (as a feature exemption in a setup hook would)."""
+
+    @staticmethod
+    def pytest_runtest_setup(item: pytest.Item) -> None:
+        if item.nodeid.endswith("/products-0-valid-token]"):
+            pytest.skip("feature Authz.PathExclusion is exempt (--exempt-features)")
+
+
+def test_cases_skipped_before_the_runner_are_reported_unsupported(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    proc = run_suites(pytester, "-q", "-k", "products-0", "--reports-dir", str(tmp_path), plugins=(ExemptOneCase(),))
+    assert proc.ret == 0, proc.stdout.str()[-3000:]
     report = yaml.safe_load((tmp_path / "local" / "conformance-report.yaml").read_text(encoding="utf-8"))
     assert report["result"] == "partial"
     assert report["statistics"] == {"passed": 2, "failed": 0, "skipped": 1, "notRun": 0}
     skipped = [c for c in report["claims"][0]["cases"] if c["verdict"] == "unsupported"]
     assert [c["name"] for c in skipped] == ["products-0-valid-token"]
     assert "exempt" in skipped[0]["detail"] and skipped[0]["attempts"] == 0
-    assert "result: partial (2 passed, 0 failed, 1 unsupported)" in proc.stdout
+    assert "result: partial (2 passed, 0 failed, 1 unsupported)" in proc.stdout.str()

@@ -1,5 +1,5 @@
-"""Whole runs in a subprocess: nothing is left running after a pass, a failure, Ctrl-C or even SIGKILL,
-and bad input ends the run with one line naming the cause and a non-zero exit."""
+"""Whole runs in a subprocess: nothing is left running after a pass, a failure, Ctrl-C or even SIGKILL;
+and (in process, with pytester) bad input ends the run with one line naming the cause and a non-zero exit."""
 
 import os
 import re
@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from meshjwt.localmesh.ports import free_port, is_listening
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]
 FAILING = """\
 apiVersion: meshjwt.conformance/v1alpha1
 kind: Scenario
@@ -65,9 +67,9 @@ def processes_mentioning(marker: str) -> list[str]:
 class Run:
     """A pytest run of the suites in a subprocess, with a private TMPDIR and fixed listener ports."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
-        self.tmp = tmp_path / "run-tmp"
-        self.tmp.mkdir()
+    def __init__(self, tmp_path: Path, *args: str, tmp: Path | None = None) -> None:
+        self.tmp = tmp or tmp_path / "run-tmp"
+        self.tmp.mkdir(exist_ok=True)
         self.ports = [free_port(), free_port()]
         self.argv = [sys.executable, "-m", "pytest", "suites", "-q", "--reports-dir", str(tmp_path / "reports"),
                      "--local-sidecar-port", str(self.ports[0]), "--local-gateway-port", str(self.ports[1]), *args]
@@ -121,7 +123,7 @@ def test_clean_after_a_failing_run_and_no_token_in_any_output(tmp_path):
     run.assert_clean()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_clean_after_interrupt_or_kill_mid_run(tmp_path, sig):
     (tmp_path / "fail.yaml").write_text(FAILING)
     run = Run(tmp_path, "--scenarios", str(tmp_path / "fail.yaml"), "-k", "never-matches", "--timeout-converge", "60")
@@ -135,62 +137,116 @@ def test_clean_after_interrupt_or_kill_mid_run(tmp_path, sig):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == (2 if sig == signal.SIGINT else -signal.SIGKILL), output
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 2), output
     if sig == signal.SIGKILL:  # no cleanup code ran: the children die with their parent (PR_SET_PDEATHSIG)
         wait_until_gone(str(run.tmp), run.ports)
         assert processes_mentioning(str(run.tmp)) == []
         assert not [p for p in run.ports if is_listening(p)], f"listener ports still bound: {run.ports}"
+        (left,) = run.tmp.iterdir()  # only its run folder is left, private; the next run sweeps it
+        assert oct(left.stat().st_mode & 0o777) == "0o700" and not (left / "pki" / "server-key.pem").exists()
+        result = Run(tmp_path, "-k", "products-0-no-token", tmp=run.tmp).run()
+        assert result.returncode == 0, result.stdout + result.stderr
     else:
-        run.assert_clean()
+        assert "Traceback" not in output
+    run.assert_clean()
 
 
-def one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    output = (result.stdout + result.stderr).splitlines()
+def test_toxs_interrupt_sequence_leaves_nothing_and_no_traceback(tmp_path):
+    """A terminal's Ctrl-C reaches tox and pytest; tox sends SIGINT again at once and SIGTERM 0.3 s later."""
+    (tmp_path / "fail.yaml").write_text(FAILING)
+    run = Run(tmp_path, "--scenarios", str(tmp_path / "fail.yaml"), "-k", "never-matches", "--timeout-converge", "60")
+    stale = tmp_path / "reports" / "local"
+    stale.mkdir(parents=True)
+    for name in ("conformance-report.yaml", "conformance-report.html", "junit.xml"):
+        (stale / name).write_text("from an earlier run")
+    proc = run.start()
+    try:
+        run.wait_until_mesh_is_up(proc)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=20)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, output
+    assert "Traceback" not in output
+    run.assert_clean()
+    assert not (stale / "conformance-report.yaml").exists(), "no case had a result: no report, and no stale one"
+    assert "from an earlier run" not in (stale / "junit.xml").read_text()
+
+
+def one_line_error(result: pytest.RunResult, fragment: str) -> None:
+    output = [*result.outlines, *result.errlines]
     # pytest repeats a failure's message in its short summary ("FAILED id - msg"): that copy is not counted
     lines = [line for line in output if fragment in line and not line.startswith("FAILED ")]
-    assert len(lines) == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+    assert len(lines) == 1, "\n".join(output)
+    assert "Traceback" not in "\n".join(output)
 
 
-def test_unknown_target(tmp_path):
-    result = Run(tmp_path, "--target", "minikube").run()
-    assert result.returncode == 4
+class InProcess:
+    """Bad input needs no extra interpreter: the suites in process (pytester), their run folder in ``tmp``."""
+
+    def __init__(self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        self.pytester = pytester
+        self.tmp = tmp_path / "run-tmp"
+        self.tmp.mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(self.tmp))
+        self.ports = [free_port(), free_port()]
+        self.reports = tmp_path / "reports"
+
+    def run(self, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest(str(ROOT / "suites"), "-q", "--reports-dir", str(self.reports),
+                                       "--local-sidecar-port", str(self.ports[0]),
+                                       "--local-gateway-port", str(self.ports[1]), *args)  # fmt: skip
+
+    def assert_clean(self) -> None:
+        Run.assert_clean(self)  # type: ignore[arg-type] - same attributes: tmp, ports
+
+
+@pytest.fixture
+def in_process(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> InProcess:
+    return InProcess(pytester, monkeypatch, tmp_path)
+
+
+def test_unknown_target(in_process):
+    result = in_process.run("--target", "minikube")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     one_line_error(result, "unknown --target 'minikube': choose one of cluster, kind, local")
 
 
-def test_malformed_scenario_file_names_file_and_line(tmp_path):
+def test_malformed_scenario_file_names_file_and_line(in_process, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(FAILING.replace("status: 299", "status: OK"))
-    run = Run(tmp_path, "--scenarios", str(bad))
-    result = run.run()
-    assert result.returncode == 4
+    result = in_process.run("--scenarios", str(bad))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     one_line_error(result, f"{bad}:6: at cases/0/expect/status: 'OK' is not of type 'integer'")
-    run.assert_clean()
+    in_process.assert_clean()
 
 
-def test_missing_envoy_binary(tmp_path):
-    run = Run(tmp_path, "--envoy-path", str(tmp_path / "no-envoy"), "-k", "path-exclusion")
-    result = run.run()
-    assert result.returncode == 3
+def test_missing_envoy_binary(in_process, tmp_path):
+    result = in_process.run("--envoy-path", str(tmp_path / "no-envoy"), "-k", "path-exclusion")
+    assert result.ret == 3
     one_line_error(result, "does not exist or is not executable (--envoy-path)")
-    run.assert_clean()
+    in_process.assert_clean()
 
 
-def test_port_in_use(tmp_path):
-    run = Run(tmp_path, "-k", "path-exclusion")
+def test_port_in_use(in_process):
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", run.ports[1]))
+        busy.bind(("127.0.0.1", in_process.ports[1]))
         busy.listen()
-        result = run.run()
-    assert result.returncode == 3
-    one_line_error(result, f"port 127.0.0.1:{run.ports[1]} for the local gateway listener is already in use")
-    assert processes_mentioning(str(run.tmp)) == []
+        result = in_process.run("-k", "path-exclusion")
+    assert result.ret == 3
+    one_line_error(result, f"port 127.0.0.1:{in_process.ports[1]} for the local gateway listener is already in use")
+    assert processes_mentioning(str(in_process.tmp)) == []
 
 
-def test_unsupported_istio_field_fails_naming_it(tmp_path):
+def test_unsupported_istio_field_fails_naming_it(in_process, tmp_path):
     (tmp_path / "principals.yaml").write_text(UNSUPPORTED)
-    run = Run(tmp_path, "--scenarios", str(tmp_path / "principals.yaml"), "-k", "uses-principals")
-    result = run.run()
-    assert result.returncode == 1
+    result = in_process.run("--scenarios", str(tmp_path / "principals.yaml"), "-k", "uses-principals")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     one_line_error(result, "spec.rules[0].from[0].source.principals is not supported by the local mesh")
-    run.assert_clean()
+    in_process.assert_clean()

@@ -51,8 +51,10 @@ def test_matrix_expands_and_substitutes(tmp_path):
     ("body", "line", "fragment"),
     [
         ("name: x\nsection: s\ncases:\n  - name: a\n    expect: {status: 2000}\n", 7, "at cases/0/expect/status"),
-        ("name: x\nsection: s\ncases:\n  - name: a\n    expect: {status: 200}\n    tokn: valid\n", 6,
-         "'tokn' was unexpected"),
+        ("name: x\nsection: s\ncases:\n  - name: a\n    expect: {status: 200}\n    tokn: valid\n", 8,
+         "'tokn' was unexpected"),  # the unexpected field's own line
+        ("name: x\nsection: s\ncases:\n  - {name: a, expect: {status: 200}}\nbogus:\n  deep: 1\n", 7,
+         "'bogus' was unexpected"),  # a top-level one too (not line 1)
         ("name: x\nsection: s\ncases: []\n", 5, "at cases"),
         ("name: x\nsection: s\ncases:\n  - name: a\n    expect: {status: 200\n", 8, "not valid YAML"),
         ("name: x\nsection: s\ncases:\n  - {name: a, token: frobbed, expect: {status: 200}}\n", 6,
@@ -71,6 +73,13 @@ def test_malformed_file_is_refused_with_file_and_line(tmp_path, body, line, frag
     assert message.startswith(f"{path}:{line}:"), message
     assert fragment in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n---\n"])
+def test_an_empty_scenario_file_is_refused(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioError, match=f"^{path}: empty: no scenario in the file"):
+        load_scenarios([tmp_path])
 
 
 def test_missing_path_and_duplicate_names(tmp_path):

@@ -1,27 +1,25 @@
 """The README's scenario example is a real file, and it runs through --scenarios."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]
 
 
 def test_readme_example_is_the_shipped_file():
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```yaml\n(apiVersion: meshjwt.*?)```", readme, re.S)
     assert blocks, "the README shows a scenario example"
-    assert blocks[0] == (ROOT / "examples" / "admin-only.yaml").read_text()
+    assert blocks[0] == (ROOT / "examples" / "scenarios" / "admin-only.yaml").read_text()
 
 
-def test_readme_example_runs_through_scenarios(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites", "-q", "--scenarios", "examples/", "-k", "admin-claim-required",
-         "--reports-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+def test_readme_example_runs_through_scenarios(pytester: pytest.Pytester):
+    result = pytester.runpytest(str(ROOT / "suites"), "-q", "--scenarios", str(ROOT / "examples" / "scenarios"),
+                                "-k", "admin-claim-required", "--reports-dir", "r")  # fmt: skip
+    result.assert_outcomes(passed=3)
+    junit = (pytester.path / "r" / "local" / "junit.xml").read_text()
     for case in ("admin-token", "developer-token", "expired-token-elsewhere"):
-        assert f"admin-claim-required/{case}" in (tmp_path / "local" / "junit.xml").read_text()
+        assert f"admin-claim-required/{case}" in junit

@@ -66,6 +66,16 @@ def terminate(proc: subprocess.Popen, grace: float = 2.0) -> None:
             stream.close()
 
 
+def kill_all() -> None:
+    """SIGKILL the process group of every tracked child at once, without waiting (safe inside a signal
+    handler: ``terminate`` reaps them later; the kernel frees their ports as they die)."""
+    for proc in list(_live):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
 def terminate_all() -> None:
     """Stop every child this module started that is still tracked."""
     for proc in list(_live):

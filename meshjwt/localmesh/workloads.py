@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import ssl
@@ -60,18 +61,26 @@ def _jwks_handler(routes: dict[str, Path]) -> type[BaseHTTPRequestHandler]:
 
 
 def _reloading_context(cert: str, key: str) -> ssl.SSLContext:
-    """A server context that reads the certificate files at every handshake, like the JWKS files at every
-    request: a run may write them after the server started, or rotate them."""
+    """A server context that takes the certificate files as they are at each handshake, like the JWKS files
+    at every request: a run may write them after the server started, or rotate them. Once loaded, the key
+    may be removed from disk (the local target does): the last loaded pair stays in use."""
+    loaded: dict[str, Any] = {"stamp": None, "context": None}
 
-    def fresh() -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        return context
+    def current() -> ssl.SSLContext | None:
+        with contextlib.suppress(OSError):
+            stamp = (os.stat(cert).st_mtime_ns, os.stat(key).st_mtime_ns)
+            if stamp != loaded["stamp"]:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(cert, key)
+                loaded.update(stamp=stamp, context=context)
+        return loaded["context"]
 
     def on_hello(sock: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
-        with contextlib.suppress(OSError):  # no certificate yet: the handshake fails, as without one
-            sock.context = fresh()
+        context = current()
+        if context is not None:  # none yet: the handshake fails, as a server without a certificate would
+            sock.context = context
 
+    current()
     base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     base.sni_callback = on_hello
     return base

@@ -50,6 +50,33 @@ def _line_of(node: yaml.Node, path: Iterable[Any]) -> int:
     return node.start_mark.line + 1
 
 
+def _key_line(node: yaml.Node, path: Iterable[Any], keys: Iterable[str]) -> int | None:
+    """1-based line of the first of ``keys`` in the mapping at ``path`` (None if it is not there)."""
+    for step in path:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == step), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            child = node.value[step]
+        if child is None:
+            return None
+        node = child
+    if isinstance(node, yaml.MappingNode):
+        wanted = set(keys)
+        return next((k.start_mark.line + 1 for k, _ in node.value if k.value in wanted), None)
+    return None
+
+
+def _error_line(node: yaml.Node, error: jsonschema.ValidationError) -> int:
+    """The line to blame: an unexpected field's own line, else the deepest node on the error's path."""
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        line = _key_line(node, error.absolute_path, [k for k in error.instance if k not in known])
+        if line is not None:
+            return line
+    return _line_of(node, error.absolute_path)
+
+
 def scenario_files(paths: Iterable[str | Path]) -> list[Path]:
     """The ``.yaml``/``.yml`` files named, or found (sorted) in the folders named."""
     files: list[Path] = []
@@ -96,8 +123,10 @@ def load_file(file: Path) -> list[Scenario]:
         if errors:
             error = jsonschema.exceptions.best_match(errors)
             where = "/".join(str(p) for p in error.absolute_path) or "(document)"
-            raise ScenarioError(f"{file}:{_line_of(node, error.absolute_path)}: at {where}: {error.message}")
+            raise ScenarioError(f"{file}:{_error_line(node, error)}: at {where}: {error.message}")
         scenarios.append(_build(file, node, doc))
+    if not scenarios:
+        raise ScenarioError(f"{file}: empty: no scenario in the file (a scenario file needs at least one document)")
     return scenarios
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
 import re
 import select
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,13 @@ from jwt.algorithms import RSAAlgorithm
 from meshjwt import __version__, pki
 from meshjwt.errors import ConfigError, EnvironmentProblem
 from meshjwt.kube.workloads import EXTERNAL_JWKS_HOST
-from meshjwt.localmesh import processes
+from meshjwt.localmesh import processes, rundirs
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
 from meshjwt.localmesh.ports import free_port, require_free
 from meshjwt.localmesh.topology import BACKENDS, build, sample_topology
 from meshjwt.localmesh.translate.network import static_cluster
+from meshjwt.localmesh.translate.selection import check_targeting
 from meshjwt.localmesh.world import Service, Workload
 from meshjwt.settings import Settings
 from meshjwt.targets.base import Mesh, MeshInfo, Request, Response
@@ -64,6 +64,12 @@ class LocalMesh(Mesh):
         self.topology = sample_topology()
         self.backends: list[Any] = []  # extra upstream servers (security probe), each with a stop()
 
+    @classmethod
+    def check_resources(cls, resources: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse at load, before anything runs, what this target can never apply (UnsupportedField)."""
+        for resource in resources:
+            check_targeting(resource)
+
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         """Start Envoy and the workloads in parallel, then push the empty (policy-free) mesh config."""
@@ -88,7 +94,9 @@ class LocalMesh(Mesh):
         for role, port in listener_ports.items():
             listener_ports[role] = require_free(port, f"the local {role} listener") if port else free_port()
         binary = envoy_binary(extra.get("envoy_path"))
-        self.workdir = Path(tempfile.mkdtemp(prefix="meshjwt-local-"))
+        rundirs.sweep()  # folders of earlier runs that were killed before they could clean up
+        self.workdir = rundirs.new_path()  # known before it exists: an interrupt cannot orphan it
+        rundirs.create(self.workdir, remove_on_interrupt=not extra.get("keep_workdir"))
         jwks_file = self.workdir / "jwks.json"
         jwks_file.write_text(self.jwks_json)
         attacker_file = self.workdir / "attacker-jwks.json"
@@ -109,6 +117,7 @@ class LocalMesh(Mesh):
         self.envoy = Envoy(self.workdir, binary)
         self.envoy.start(timeout)
         self.ports = {**self._await_workloads(timeout), **{f"listener:{k}": v for k, v in listener_ports.items()}}
+        certs.key.unlink()  # the workloads hold it in memory now: no private key on disk for the rest of the run
         backends = {name: self.ports[name] for name in BACKENDS}
         world, proxies, clusters = build(self.topology, listener_ports, backends)
         secrets = {EXTERNAL_JWKS_CA_SECRET: str(certs.ca_cert)}  # as the kind/cluster targets create it
@@ -138,8 +147,11 @@ class LocalMesh(Mesh):
         if self.workloads:
             processes.terminate(self.workloads)
             self.workloads = None
-        if self.workdir and not self.settings.extra.get("keep_workdir"):
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir and self.settings.extra.get("keep_workdir"):
+            with contextlib.suppress(OSError):
+                rundirs.keep(self.workdir)
+        elif self.workdir:
+            rundirs.remove(self.workdir)
 
     # --- the Mesh interface -----------------------------------------------------------------
     def info(self) -> MeshInfo:

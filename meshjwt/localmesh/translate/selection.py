@@ -15,19 +15,25 @@ def resource_id(resource: Mapping[str, Any]) -> str:
     return f"{resource.get('kind')} {meta.get('namespace', 'default')}/{meta.get('name')}"
 
 
+def check_targeting(resource: Mapping[str, Any]) -> None:
+    """Refuse ``spec.targetRef``/``targetRefs``: the local mesh has sidecars and a gateway, no Gateway API."""
+    spec = resource.get("spec") or {}
+    for ref in ("targetRef", "targetRefs"):
+        if isinstance(spec, Mapping) and ref in spec:
+            raise UnsupportedField(
+                f"{resource_id(resource)}: spec.{ref} is not supported by the local mesh "
+                "(it models sidecars and the ingress gateway, not Gateway API or waypoints); use spec.selector"
+            )
+
+
 def applies_to(resource: Mapping[str, Any], workload: Workload, root_namespace: str) -> bool:
     """True if the RequestAuthentication/AuthorizationPolicy selects ``workload``, as istiod decides.
 
     No selector: every workload of the policy's namespace, or of the mesh for the root namespace.
     A selector: matching workloads of the policy's namespace, or of any namespace for the root one.
     """
+    check_targeting(resource)
     spec = resource.get("spec") or {}
-    for ref in ("targetRef", "targetRefs"):
-        if ref in spec:
-            raise UnsupportedField(
-                f"{resource_id(resource)}: spec.{ref} is not supported by the local mesh "
-                "(it models sidecars and the ingress gateway, not Gateway API or waypoints); use spec.selector"
-            )
     namespace = resource["metadata"].get("namespace", "default")
     in_scope = namespace == root_namespace or namespace == workload.namespace
     selector = spec.get("selector")
