@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from meshjwt.kube import plans
+from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
 from rehearsal.apiserver import ApiServer, ExecRequest, ExecResult, Tenant
 from rehearsal.dataplane import DataPlane
 from rehearsal.istio.inject import inject
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind-config", type=Path, help="kind cluster config (node labels, gateway port mapping)")
     parser.add_argument("--split", action="store_true", help="separate control-plane API (managed mesh)")
     parser.add_argument("--tenant-prefix", help="also write kubeconfigs of a user limited to namespaces PREFIX*")
-    parser.add_argument("--istio-version", default="1.30.3", help="with --split: the preinstalled Istio")
+    parser.add_argument("--istio-version", default=istio_release(DEFAULT_ISTIO).patch,
+                        help="with --split: the preinstalled Istio")  # fmt: skip
     parser.add_argument("--jwks-fetch-mode", default="istiod", help="with --split: the preinstalled istiod's mode")
     parser.add_argument("--gateway-port", type=int, help="loopback port of the ingress gateway")
     parser.add_argument("--kube-version", default="v1.32.4")

@@ -258,3 +258,14 @@ def test_pods_as_istio_injects_them_are_ready_for_their_proxy_kind(golden, proxy
     assert not readiness.pod_ready(pod, proxy="none")[0]
     if proxy == "gateway":
         assert not readiness.pod_ready(pod, proxy="sidecar")[0]  # one container: not app + sidecar
+
+
+def test_nightly_covers_exactly_the_supported_minors_and_each_release_says_where_it_comes_from():
+    from meshjwt.kube.versions import SUPPORTED
+
+    nightly = yaml.safe_load((Path(__file__).resolve().parents[1] / ".github/workflows/nightly.yml").read_text())
+    matrix = nightly["jobs"]["e2e"]["strategy"]["matrix"]
+    assert sorted(matrix["istio"]) == sorted(SUPPORTED) and "1.29" not in SUPPORTED
+    assert all(include["istio"] in SUPPORTED for include in matrix.get("include", []))
+    assert all(release.source for release in ISTIO_RELEASES.values())
+    assert istio_release("1.30").patch == "1.30.5"  # the latest patch, with the security fixes

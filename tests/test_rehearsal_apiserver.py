@@ -368,7 +368,7 @@ def test_deployment_makes_injected_pods_that_become_ready(server: ApiServer, kub
     pods = kube.json("get", "pods", "-n", ns, "-l", "app=httpbin")["items"]
     assert len(pods) == 2
     dep = kube.json("get", "deployment", "httpbin", "-n", ns)
-    assert readiness.deployment_rolled_out(dep)[0] and readiness.pods_ready(pods, injected=True)[0]
+    assert readiness.deployment_rolled_out(dep)[0] and readiness.pods_ready(pods, proxy="sidecar")[0]
     rs = kube.json("get", "replicasets", "-n", ns)["items"]
     assert len(rs) == 1 and rs[0]["metadata"]["ownerReferences"][0]["uid"] == dep["metadata"]["uid"]
     for pod in pods:
@@ -686,17 +686,17 @@ def test_project_workloads_deploy_and_become_ready(server: ApiServer, kube: Kube
     kubectl.apply(namespaces)
     kubectl.apply(rest + workloads.jwks_configmaps('{"keys": []}', "wl-foo", "wl-jwks")
                   + [workloads.ca_secret("wl-foo", "-----BEGIN CERTIFICATE-----\n")])
-    for ns_var, name, injected in workloads.DEPLOYMENTS:
+    for ns_var, name, proxy in workloads.DEPLOYMENTS:
         namespace = variables[ns_var]
 
-        def check(namespace: str = namespace, name: str = name, injected: bool = injected) -> readiness.Check:
+        def check(namespace: str = namespace, name: str = name, proxy: readiness.ProxyKind = proxy) -> readiness.Check:
             dep = kubectl.json(["get", "deployment", name, "-n", namespace])
             ok, reason = readiness.deployment_rolled_out(dep)
             if not ok:
                 return ok, reason
             selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
             pods = kubectl.json(["get", "pods", "-n", namespace, "-l", selector]).get("items", [])
-            return readiness.pods_ready(pods, injected=injected, app=name)
+            return readiness.pods_ready(pods, proxy=proxy, app=name)
 
         readiness.wait_for(check, timeout=WAIT, what=f"{namespace}/{name}", interval=0.05)
     assert kubectl.json(["get", "virtualservice", "bookinfo", "-n", "wl-bookinfo"])["spec"]["gateways"] == [

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from meshjwt.kube.plans import curl_args
+from meshjwt.kube.curl import Transfer, batch_config
 from meshjwt.security.pytest_plugin import unsupported_reason
 from meshjwt.settings import Settings
 
@@ -31,8 +31,11 @@ def test_probe_is_unsupported_off_the_local_mesh():
 
 
 def test_kube_curl_sends_a_repeated_header_twice():
-    args = curl_args("http://h/headers", headers={"Authorization": "Bearer\tA"}, extra_headers=[("Authorization", "B")])
-    assert args.count("-H") == 2 and "Authorization: Bearer\tA" in args and "Authorization: B" in args
+    def config(url: str) -> str:
+        transfer = Transfer(url, headers={"Authorization": "Bearer\tA"}, extra_headers=[("Authorization", "B")])
+        return batch_config([transfer], timeout=5, nonce="n")
+
+    assert config("http://h/headers").count("\nheader = ") == 2
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed: the plan was checked, not what curl sends")
     with socket.socket() as server:
@@ -52,8 +55,7 @@ def test_kube_curl_sends_a_repeated_header_twice():
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{server.getsockname()[1]}/headers"
-        live = curl_args(url, headers={"Authorization": "Bearer\tA"}, extra_headers=[("Authorization", "B")], timeout=5)
-        subprocess.run(live, capture_output=True, timeout=10)
+        subprocess.run(["curl", "-sS", "-K", "-"], input=config(url), text=True, capture_output=True, timeout=10)
         thread.join(5)
     sent = [line for line in received[0].decode().split("\r\n") if line.startswith("Authorization")]
     assert sent == ["Authorization: Bearer\tA", "Authorization: B"]

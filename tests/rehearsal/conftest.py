@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from meshjwt.keys import KeySet
+from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
 from meshjwt.settings import Settings, Timeouts
 from rehearsal.__main__ import REPO, find_kubectl, wrappers
 from rehearsal.istio.golden import GoldenMissing, golden_dir
@@ -84,7 +85,7 @@ def managed_mesh(tmp_path: Path, golden: Path, kubectl: str) -> Iterator[SimClus
 def kind_tools(tmp_path: Path, golden: Path, kubectl: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """kind/istioctl/docker stand-ins on PATH, a private cluster home and binary cache; kind options."""
     bin_dir = tmp_path / "bin"
-    wrappers(bin_dir, "1.30.3")
+    wrappers(bin_dir, istio_release(DEFAULT_ISTIO).patch)
     monkeypatch.setenv("MESHJWT_REHEARSAL_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MESHJWT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")

@@ -14,6 +14,7 @@ import pytest
 from conftest import SimCluster, clusters_left, settings
 from meshjwt.errors import EnvironmentProblem
 from meshjwt.kube.kubectl import Kubectl
+from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
 from meshjwt.scenarios.loader import BUILTIN_DIR, load_scenarios
 from meshjwt.scenarios.runner import ScenarioRunner
 from meshjwt.targets.base import Request
@@ -134,7 +135,7 @@ def test_version_from_istiod_and_back_to_back_runs_never_collide(tmp_path, manag
     try:
         second.start()
         assert second.vars["NAMESPACE"] != first.vars["NAMESPACE"]
-        assert second.info().version == "1.30.3" and second.detected["istiod"] == "istiod"
+        assert second.info().version == istio_release(DEFAULT_ISTIO).patch and second.detected["istiod"] == "istiod"
     finally:
         second.stop()
 
