@@ -246,6 +246,9 @@ class ApiServer:
         except ApiError as exc:
             status = exc.code
             return _json(exc.status(), exc.code)
+        except asyncio.CancelledError:  # the client went away (handler_cancellation)
+            status = 499
+            raise
         except NotServed:
             status = 404
             return _json(ApiError(404, "the server could not find the requested resource", "NotFound",

@@ -110,7 +110,10 @@ class Store:
             meta["uid"] = str(uuid.uuid4())
             meta["resourceVersion"] = str(self._rv)
             meta["creationTimestamp"] = now()
-            meta["generation"] = 1
+            if kind.generation:
+                meta["generation"] = 1
+            else:
+                meta.pop("generation", None)
             for empty in ("deletionTimestamp",):
                 meta.pop(empty, None)
             if kind.key == "namespaces":
@@ -148,8 +151,11 @@ class Store:
                 meta["namespace"] = namespace
             else:
                 meta.pop("namespace", None)
-            generation = old_meta.get("generation", 1)
-            meta["generation"] = generation + 1 if _spec_part(obj) != _spec_part(old) else generation
+            if kind.generation:
+                generation = old_meta.get("generation", 1)
+                meta["generation"] = generation + 1 if _spec_part(obj) != _spec_part(old) else generation
+            else:
+                meta.pop("generation", None)
             if old_meta.get("deletionTimestamp"):
                 meta["deletionTimestamp"] = old_meta["deletionTimestamp"]
             self._rv += 1
