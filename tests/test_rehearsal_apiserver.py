@@ -335,6 +335,17 @@ def test_errors_are_status_objects_like_the_real_server(server: ApiServer, kube:
                       "details": {"name": "nope", "kind": "configmaps"}, "code": 404}
 
 
+def test_finalizers_hold_a_deletion_until_removed(server: ApiServer, kube: Kube) -> None:
+    ns = "fin-ns"
+    held = configmap("held", ns)
+    held["metadata"]["finalizers"] = ["example.io/hold"]
+    kube.apply(namespace(ns), held)
+    kube("delete", "configmap", "held", "-n", ns, "--wait=false")
+    assert server.store.get("configmaps", ns, "held")["metadata"]["deletionTimestamp"]
+    kube("patch", "configmap", "held", "-n", ns, "--type=merge", "-p", '{"metadata": {"finalizers": null}}')
+    assert server.store.get("configmaps", ns, "held") is None
+
+
 def test_label_and_field_selectors(kube: Kube) -> None:
     ns = "sel-ns"
     docs = [namespace(ns)]
