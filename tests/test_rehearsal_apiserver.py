@@ -449,6 +449,40 @@ def test_service_status_load_balancer_is_settable(server: ApiServer, kube: Kube)
                 ).stdout == "lb.example"
 
 
+def test_store_api_from_another_thread(server: ApiServer) -> None:
+    from rehearsal.apiserver.errors import ApiError
+
+    ns = "store-ns"
+    seen: list[tuple[str, str, str]] = []
+    server.store.subscribe(lambda t, r, o: seen.append((t, r, o["metadata"]["name"]))
+                           if o["metadata"].get("namespace") == ns and r != "serviceaccounts" else None)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            server.store.create(namespace(ns))
+            created = server.store.create(deployment("direct", ns))
+            assert created["metadata"]["generation"] == 1 and created["metadata"]["uid"]
+            stale = dict(created, metadata={**created["metadata"]})
+            created["spec"]["replicas"] = 0
+            assert server.store.replace(created)["metadata"]["generation"] == 2
+            with pytest.raises(ApiError, match="the object has been modified"):
+                server.store.replace(stale)  # its resourceVersion is no longer the current one
+            server.store.delete("deployments.apps", ns, "direct")
+            with pytest.raises(ApiError, match='namespaces "nowhere" not found'):
+                server.store.create(configmap("x", "nowhere"))
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join(timeout=10)
+    assert not errors, errors
+    deployment_events = [e for e in seen if e[1] == "deployments.apps"]
+    assert [e[0] for e in deployment_events][:2] == ["ADDED", "MODIFIED"] and deployment_events[-1][0] == "DELETED"
+    assert server.store.get("deployments.apps", ns, "direct") is None
+
+
 # --- watches --------------------------------------------------------------------------------------------
 def test_watch_streams_events_and_ends_with_its_client(server: ApiServer, kube: Kube) -> None:
     ns = "watch-ns"

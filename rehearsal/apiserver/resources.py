@@ -145,8 +145,9 @@ class Registry:
             generation=True,
         )
         with self._lock:
-            self._kinds[kind.key] = kind
-            self.generation += 1
+            if self._kinds.get(kind.key) != kind:
+                self._kinds[kind.key] = kind
+                self.generation += 1
         return kind
 
     def remove_crd(self, crd: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import yaml
 from aiohttp import web
@@ -270,7 +269,7 @@ class ApiServer:
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         tenant = self._tenant(request)
-        parts = [unquote(p) for p in request.path.split("/") if p]
+        parts = [p for p in request.path.split("/") if p]  # aiohttp has decoded the path
         if not parts:
             return _json({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]})
         if parts == ["version"]:
