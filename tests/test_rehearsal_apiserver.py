@@ -700,6 +700,8 @@ def test_stop_frees_the_port_and_leaves_no_thread(tmp_path: Path) -> None:
         with pytest.raises(OSError, match=r"busy: cannot listen on 127\.0\.0\.1:\d+"):
             busy.start(port=taken.getsockname()[1])
     assert set(threading.enumerate()) - before == set()
+    with pytest.raises(ValueError, match="kube_version must look like v1.32.4, not '1.32'"):
+        ApiServer(kube_version="1.32")
 
 
 def test_exec_round_trip_figure(kube: Kube, exec_pod: str) -> None:

@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -64,6 +65,8 @@ class ApiServer:
         tenants: Mapping[str, Tenant] | None = None,
         tls: bool | None = None,
     ) -> None:
+        if not re.fullmatch(r"v\d+\.\d+\.\d+([-+.][\w.+-]*)?", kube_version):
+            raise ValueError(f"kube_version must look like v1.32.4, not {kube_version!r}")
         self.name, self.kube_version = name, kube_version
         self.pod_ready_delay, self.namespace_finalize_delay = pod_ready_delay, namespace_finalize_delay
         self.node_name = node[0] if node else None
