@@ -411,23 +411,34 @@ def test_deployment_makes_injected_pods_that_become_ready(server: ApiServer, kub
          "pods and replicasets collected with their deployment")
 
 
-def test_namespace_terminates_then_disappears(server: ApiServer, kube: Kube) -> None:
-    ns = "term-ns"
-    kube.apply(namespace(ns), configmap("cm", ns), deployment("app", ns))
-    kube("delete", "namespace", ns, "--wait=false")
-    got = kube.json("get", "namespace", ns)
-    assert got["status"]["phase"] == "Terminating" and got["metadata"]["deletionTimestamp"]
-    refused = kube("create", "configmap", "late", "-n", ns, check=False)
-    assert refused.returncode == 1 and (
-        f'configmaps "late" is forbidden: unable to create new content in namespace {ns} because it is being'
-        " terminated") in refused.stderr
-    poll(lambda: server.store.get("namespaces", None, ns) is None, "namespace gone")
+def test_terminating_namespace_refuses_new_content(tmp_path: Path) -> None:
+    # a server of its own with a long termination window: the assertions must not race the finalizer
+    with ApiServer(name="term", namespace_finalize_delay=30, node=None) as api:
+        api.start()
+        kube = kube_for(api, tmp_path)
+        ns = "term-ns"
+        kube.apply(namespace(ns), configmap("cm", ns))
+        kube("delete", "namespace", ns, "--wait=false")
+        got = kube.json("get", "namespace", ns)
+        assert got["status"]["phase"] == "Terminating" and got["metadata"]["deletionTimestamp"]
+        refused = kube("create", "configmap", "late", "-n", ns, check=False)
+        assert refused.returncode == 1 and (
+            f'configmaps "late" is forbidden: unable to create new content in namespace {ns} because it is being'
+            " terminated") in refused.stderr
+        assert api.store.get("configmaps", ns, "cm") is not None  # contents stay while Terminating
+
+
+def test_namespace_delete_waits_until_it_and_its_contents_are_gone(server: ApiServer, kube: Kube) -> None:
+    ns = "term2"
+    docs = [namespace(ns), configmap("cm", ns), deployment("app", ns)]
+    kube.apply(*docs)
+    kube("rollout", "status", "-n", ns, "deployment/app", "--timeout=20s")
+    started = time.monotonic()
+    out = kube("delete", "-f", "-", input=yaml.safe_dump_all(docs))  # later deletes in the file still find theirs
+    assert f'namespace "{ns}" deleted' in out.stdout and 'deployment.apps "app" deleted' in out.stdout
+    assert time.monotonic() - started >= server.namespace_finalize_delay
+    assert server.store.get("namespaces", None, ns) is None
     assert not server.store.list("configmaps", ns) and not server.store.list("pods", ns)
-    # kubectl delete (waiting) of a namespace and its contents in one file
-    kube.apply(namespace("term2"), configmap("cm", "term2"))
-    out = kube("delete", "-f", "-", input=yaml.safe_dump_all([namespace("term2"), configmap("cm", "term2")]))
-    assert 'namespace "term2" deleted' in out.stdout
-    assert server.store.get("namespaces", None, "term2") is None
 
 
 def test_service_status_load_balancer_is_settable(server: ApiServer, kube: Kube) -> None:
@@ -461,14 +472,23 @@ def test_store_api_from_another_thread(server: ApiServer) -> None:
     def writer() -> None:
         try:
             server.store.create(namespace(ns))
-            created = server.store.create(deployment("direct", ns))
-            assert created["metadata"]["generation"] == 1 and created["metadata"]["uid"]
+            created = server.store.create(configmap("direct", ns, a="1"))
+            assert created["metadata"]["uid"] and created["metadata"]["resourceVersion"]
             stale = dict(created, metadata={**created["metadata"]})
-            created["spec"]["replicas"] = 0
-            assert server.store.replace(created)["metadata"]["generation"] == 2
+            created["data"]["a"] = "2"
+            server.store.replace(created)
             with pytest.raises(ApiError, match="the object has been modified"):
                 server.store.replace(stale)  # its resourceVersion is no longer the current one
-            server.store.delete("deployments.apps", ns, "direct")
+            server.store.delete("configmaps", ns, "direct")
+            hook = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+                    "metadata": {"name": f"{ns}-hook"}, "webhooks": []}
+            hook = server.store.create(hook)
+            assert hook["metadata"]["generation"] == 1
+            hook["metadata"]["labels"] = {"a": "b"}
+            assert server.store.replace(hook)["metadata"]["generation"] == 1  # metadata only
+            hook["webhooks"] = [{"name": "x.example.io"}]
+            hook["metadata"].pop("resourceVersion")
+            assert server.store.replace(hook)["metadata"]["generation"] == 2
             with pytest.raises(ApiError, match='namespaces "nowhere" not found'):
                 server.store.create(configmap("x", "nowhere"))
         except BaseException as exc:  # reported by the test thread
@@ -478,9 +498,9 @@ def test_store_api_from_another_thread(server: ApiServer) -> None:
     thread.start()
     thread.join(timeout=10)
     assert not errors, errors
-    deployment_events = [e for e in seen if e[1] == "deployments.apps"]
-    assert [e[0] for e in deployment_events][:2] == ["ADDED", "MODIFIED"] and deployment_events[-1][0] == "DELETED"
-    assert server.store.get("deployments.apps", ns, "direct") is None
+    assert [e for e in seen if e[1] == "configmaps"] == [
+        ("ADDED", "configmaps", "direct"), ("MODIFIED", "configmaps", "direct"), ("DELETED", "configmaps", "direct")]
+    assert server.store.get("configmaps", ns, "direct") is None
 
 
 # --- watches --------------------------------------------------------------------------------------------
