@@ -346,6 +346,21 @@ def test_finalizers_hold_a_deletion_until_removed(server: ApiServer, kube: Kube)
     assert server.store.get("configmaps", ns, "held") is None
 
 
+def test_a_failing_hook_is_a_500_status(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(pod: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError("sidecar template")
+
+    with ApiServer(name="broken", injector=broken, node=None) as api:
+        api.start()
+        kube = kube_for(api, tmp_path)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+               "spec": {"containers": [{"name": "c", "image": "x"}]}}
+        done = kube("apply", "-f", "-", input=yaml.safe_dump(pod), check=False)
+    assert done.returncode == 1 and "internal error in the rehearsal API server: KeyError('sidecar template')" in (
+        done.stderr)
+    assert "POST /api/v1/namespaces/default/pods failed" in caplog.text
+
+
 def test_label_and_field_selectors(kube: Kube) -> None:
     ns = "sel-ns"
     docs = [namespace(ns)]
@@ -454,6 +469,8 @@ def test_service_status_load_balancer_is_settable(server: ApiServer, kube: Kube)
     kube.apply(svc)
     assert kube("get", "svc", "gw", "-n", ns, "-o", jsonpath).stdout == "127.0.0.1"
     live = server.store.get("services", ns, "gw")
+    assert [(p["name"], p["port"]) for p in live["spec"]["ports"]] == [("http", 8080)]  # merged by port
+    assert live["spec"]["clusterIP"].startswith("10.96.")
     live["status"] = {"loadBalancer": {"ingress": [{"hostname": "lb.example"}]}}
     server.store.replace(live)
     assert kube("get", "svc", "gw", "-n", ns, "-o", "jsonpath={.status.loadBalancer.ingress[0].hostname}"

@@ -255,6 +255,11 @@ class ApiServer:
             status = 404
             return _json(ApiError(404, "the server could not find the requested resource", "NotFound",
                                   {}).status(), 404)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # a bug here or in a hook (injector, log handler): a Status, and the traceback
+            log.exception("%s: %s %s failed", self.name, request.method, request.path)
+            return _json(ApiError(500, f"internal error in the rehearsal API server: {exc!r}").status(), 500)
         finally:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: %s %s -> %s (%.1f ms)", self.name, request.method, request.path_qs[:300], status,
