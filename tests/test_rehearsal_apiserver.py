@@ -529,9 +529,9 @@ def test_watch_streams_events_and_ends_with_its_client(server: ApiServer, kube: 
     subscribed: list[tuple[str, str]] = []
     server.store.subscribe(lambda t, r, o: subscribed.append((t, o["metadata"]["name"])) if r == "configmaps"
                            and o["metadata"].get("namespace") == ns else None)
-    baseline = len(server._streams)
+    baseline = server.active_streams
     with urllib.request.urlopen(url, timeout=10) as stream:
-        poll(lambda: len(server._streams) > baseline, "watch registered")
+        poll(lambda: server.active_streams > baseline, "watch registered")
         for name in ("one", "two"):
             doc = configmap(name, ns, k="v")
             doc["metadata"]["labels"] = {"w": "1"}
@@ -545,7 +545,7 @@ def test_watch_streams_events_and_ends_with_its_client(server: ApiServer, kube: 
                 break
     assert events == [("ADDED", "one"), ("ADDED", "two"), ("DELETED", "two")]
     assert ("MODIFIED", "two") in subscribed
-    poll(lambda: len(server._streams) == baseline, "watch ended when its client went away")
+    poll(lambda: server.active_streams == baseline, "watch ended when its client went away")
 
 
 # --- RBAC and SelfSubjectAccessReview -------------------------------------------------------------------
@@ -712,7 +712,7 @@ def test_stop_frees_the_port_and_leaves_no_thread(tmp_path: Path) -> None:
                                 "-w"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "KUBECACHEDIR": str(kube.cache)})
     try:
-        poll(lambda: api._streams, "kubectl get -w is watching")
+        poll(lambda: api.active_streams, "kubectl get -w is watching")
         started = time.monotonic()
         api.stop()
         assert time.monotonic() - started < 5

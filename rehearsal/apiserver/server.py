@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import copy
-import hashlib
 import json
 import logging
 import re
@@ -21,8 +20,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from rehearsal.apiserver import errors, exec_ws, patch, protobuf, rbac, tables, tls
-from rehearsal.apiserver.controllers import Controllers, Injector, pod_defaults
+from rehearsal.apiserver import admission, errors, exec_ws, patch, protobuf, rbac, tables, tls
+from rehearsal.apiserver.controllers import Controllers, Injector
 from rehearsal.apiserver.errors import ApiError
 from rehearsal.apiserver.exec_ws import ExecHandler, ExecRequest
 from rehearsal.apiserver.rbac import Attributes, Tenant
@@ -80,7 +79,7 @@ class ApiServer:
         for ns in SYSTEM_NAMESPACES:
             self.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         if node:
-            self.store.create(_node(node[0], dict(node[1]), kube_version))
+            self.store.create(admission.node(node[0], dict(node[1]), kube_version))
         self.url: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -178,6 +177,11 @@ class ApiServer:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    @property
+    def active_streams(self) -> int:
+        """Watches and exec sessions in progress (each ends with its client, or at stop())."""
+        return len(self._streams)
 
     def __enter__(self) -> ApiServer:
         return self
@@ -365,8 +369,8 @@ class ApiServer:
         if kind.key == "namespaces" and verb == "create":
             return  # decided once the body (and so the name) is known
         if not rbac.allowed(tenant, attrs):
-            raise errors.forbidden(tenant.user, verb, kind, kind.plural, kind.group, target.name,
-                                   target.namespace, target.subresource)
+            raise errors.forbidden(tenant.user, verb, kind.plural, kind.group, target.name, target.namespace,
+                                   target.subresource)
 
     # --- verbs --------------------------------------------------------------------------
     async def _dispatch(
@@ -498,30 +502,6 @@ class ApiServer:
         except (ValueError, yaml.YAMLError) as exc:
             raise ApiError(400, f"the body of the request could not be decoded: {exc}") from None
 
-    def _admit(self, obj: dict[str, Any], target: Target) -> dict[str, Any]:
-        """Defaults the real admission chain adds (cluster IPs, deployment fields, pod status)."""
-        key = target.kind.key
-        if key == "secrets":
-            _fold_string_data(obj)
-        spec = obj.setdefault("spec", {}) if key in ("services", "deployments.apps", "pods") else None
-        if key == "services" and spec is not None:
-            spec.setdefault("type", "ClusterIP")
-            if spec.get("clusterIP") != "None":
-                digest = hashlib.sha256(f"{target.namespace}/{obj['metadata'].get('name')}".encode()).digest()
-                spec.setdefault("clusterIP", f"10.96.{digest[0]}.{digest[1] or 1}")
-            for port in spec.get("ports", []):
-                port.setdefault("protocol", "TCP")
-                port.setdefault("targetPort", port.get("port"))
-            obj.setdefault("status", {"loadBalancer": {}})
-        elif key == "deployments.apps" and spec is not None:
-            spec.setdefault("replicas", 1)
-            spec.setdefault("revisionHistoryLimit", 10)
-            spec.setdefault("progressDeadlineSeconds", 600)
-            spec.setdefault("strategy", {"type": "RollingUpdate",
-                                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
-            obj["status"] = {}
-        return obj
-
     async def _create(self, request: web.Request, target: Target, tenant: Tenant | None) -> web.StreamResponse:
         if target.kind.key == SSAR_KEY:
             spec = rbac.review_spec(await request.read(), request.content_type)
@@ -543,8 +523,8 @@ class ApiServer:
         if target.kind.key == "namespaces" and tenant is not None:
             attrs = Attributes("create", "", "namespaces", "", meta.get("name", ""))
             if not rbac.allowed(tenant, attrs):
-                raise errors.forbidden(tenant.user, "create", target.kind, "namespaces", "", "", "")
-        body = self._store_version(self._admit(body, target), target)
+                raise errors.forbidden(tenant.user, "create", "namespaces", "", "", "")
+        body = self._store_version(admission.admit(body, target.kind, target.namespace), target)
         if request.query.get("dryRun") == "All":
             return _json(body, 201)
         if target.kind.key == "pods":
@@ -576,7 +556,7 @@ class ApiServer:
     def _save(self, new: dict[str, Any], target: Target) -> dict[str, Any]:
         new["metadata"]["name"] = target.name
         if target.kind.key == "secrets":
-            _fold_string_data(new)
+            admission.fold_string_data(new)
         if target.kind.namespaced:
             new["metadata"]["namespace"] = target.namespace
         stored = self.store.replace(self._store_version(new, target))
@@ -646,7 +626,7 @@ class ApiServer:
     async def _create_from_apply(self, request: web.Request, target: Target, body: dict[str, Any]) -> dict[str, Any]:
         if target.kind.namespaced:
             body["metadata"]["namespace"] = target.namespace
-        body = self._store_version(self._admit(body, target), target)
+        body = self._store_version(admission.admit(body, target.kind, target.namespace), target)
         if target.kind.key == "pods":
             assert self._controllers is not None
             return self._controllers.create_pod(body)
@@ -772,15 +752,6 @@ def _safe(handler: ExecHandler | None) -> ExecHandler | None:
     return run
 
 
-def _fold_string_data(secret: dict[str, Any]) -> None:
-    """As the real API does: ``stringData`` is written into ``data`` (base64) and not stored."""
-    plain = secret.pop("stringData", None) or {}
-    if plain:
-        data = secret.setdefault("data", {})
-        for key, value in plain.items():
-            data[key] = base64.b64encode(str(value).encode()).decode()
-
-
 def _as_version(obj: dict[str, Any], target: Target) -> dict[str, Any]:
     """An object as served at the requested version (no conversion: the apiVersion is all that differs)."""
     if target.kind.builtin or target.version == target.kind.version:
@@ -792,21 +763,4 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json")
 
 
-def _node(name: str, labels: dict[str, str], version: str) -> dict[str, Any]:
-    base = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-            "node-role.kubernetes.io/control-plane": ""}
-    return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {**base, **labels}},
-        "spec": {"podCIDR": "10.244.0.0/24"},
-        "status": {
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "kubelet is posting ready status"}],
-            "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}, {"type": "Hostname", "address": name}],
-            "nodeInfo": {"kubeletVersion": version, "containerRuntimeVersion": "containerd://1.7.0",
-                         "operatingSystem": "linux", "architecture": "amd64"},
-        },
-    }
-
-
-__all__ = ["ApiServer", "pod_defaults"]
+__all__ = ["ApiServer"]
