@@ -476,7 +476,7 @@ def test_service_status_load_balancer_is_settable(server: ApiServer, kube: Kube)
                 ).stdout == "lb.example"
 
 
-def test_store_api_from_another_thread(server: ApiServer) -> None:
+def test_store_api_from_another_thread(server: ApiServer, caplog: pytest.LogCaptureFixture) -> None:
     from rehearsal.apiserver.errors import ApiError
 
     ns = "store-ns"
@@ -484,6 +484,11 @@ def test_store_api_from_another_thread(server: ApiServer) -> None:
     server.store.subscribe(lambda t, r, o: seen.append((t, r, o["metadata"]["name"]))
                            if o["metadata"].get("namespace") == ns and r != "serviceaccounts" else None)
     errors: list[BaseException] = []
+
+    def broken(event: str, resource: str, obj: dict[str, Any]) -> None:
+        raise RuntimeError("a subscriber's bug")
+
+    server.store.subscribe(broken)  # logged; neither the writer nor the other subscribers notice
 
     def writer() -> None:
         try:
@@ -513,10 +518,12 @@ def test_store_api_from_another_thread(server: ApiServer) -> None:
     thread = threading.Thread(target=writer)
     thread.start()
     thread.join(timeout=10)
+    server.store.unsubscribe(broken)
     assert not errors, errors
     assert [e for e in seen if e[1] == "configmaps"] == [
         ("ADDED", "configmaps", "direct"), ("MODIFIED", "configmaps", "direct"), ("DELETED", "configmaps", "direct")]
     assert server.store.get("configmaps", ns, "direct") is None
+    assert "a subscriber's bug" in caplog.text
 
 
 # --- watches --------------------------------------------------------------------------------------------

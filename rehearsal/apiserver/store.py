@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import logging
 import secrets
 import threading
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 from rehearsal.apiserver import errors
 from rehearsal.apiserver.resources import Kind, Registry
 
+log = logging.getLogger("rehearsal.apiserver")
 Event = tuple[str, str, dict[str, Any]]  # (type, resource key, object)
 Subscriber = Callable[[str, str, dict[str, Any]], None]
 Sink = Callable[[int, str, dict[str, Any]], None]  # (resourceVersion, type, object), called under the lock
@@ -270,7 +272,10 @@ class Store:
                         event, resource, obj = self._pending.popleft()
                         subscribers = list(self._subscribers)
                     for callback in subscribers:
-                        callback(event, resource, copy.deepcopy(obj))
+                        try:
+                            callback(event, resource, copy.deepcopy(obj))
+                        except Exception:  # one broken subscriber must not stop the others or the writer
+                            log.exception("store subscriber %r failed on %s %s", callback, event, resource)
             finally:
                 self._dispatching.active = False
                 self._dispatch_lock.release()
