@@ -246,6 +246,11 @@ def test_apply_create_update_noop_and_generation(server: ApiServer, kube: Kube) 
     labelled["metadata"]["labels"] = {"tier": "front"}
     kube.apply(labelled)
     assert kube.json("get", "deployment", "web", "-n", ns)["metadata"]["generation"] == 1
+    dry = kube.apply(deployment("web", ns, image="curl:9"), configmap("new", ns), extra=("--dry-run=server",))
+    assert dry.count("(server dry run)") == 2  # computed and answered, never stored
+    assert server.store.get("configmaps", ns, "new") is None
+    assert kube.json("get", "deployment", "web", "-n", ns)["spec"]["template"]["spec"]["containers"][0][
+        "image"] == "curl"
     kube.apply(deployment("web", ns, image="curl:2"))
     after = kube.json("get", "deployment", "web", "-n", ns)
     assert after["metadata"]["generation"] == 2 and "labels" not in after["metadata"]  # dropped from the config

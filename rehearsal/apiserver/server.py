@@ -525,7 +525,7 @@ class ApiServer:
             if not rbac.allowed(tenant, attrs):
                 raise errors.forbidden(tenant.user, "create", "namespaces", "", "", "")
         body = self._store_version(admission.admit(body, target.kind, target.namespace), target)
-        if request.query.get("dryRun") == "All":
+        if _dry_run(request):
             return _json(body, 201)
         if target.kind.key == "pods":
             assert self._controllers is not None
@@ -553,12 +553,15 @@ class ApiServer:
                 new.pop("status", None)
         return new
 
-    def _save(self, new: dict[str, Any], target: Target) -> dict[str, Any]:
+    def _save(self, new: dict[str, Any], target: Target, request: web.Request) -> dict[str, Any]:
+        """Store an updated object (``dryRun=All``: only answer it); a deletion whose finalizers are gone ends."""
         new["metadata"]["name"] = target.name
         if target.kind.key == "secrets":
             admission.fold_string_data(new)
         if target.kind.namespaced:
             new["metadata"]["namespace"] = target.namespace
+        if _dry_run(request):
+            return _as_version(self._store_version(new, target), target)
         stored = self.store.replace(self._store_version(new, target))
         meta = stored["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and target.kind.key != "namespaces":
@@ -572,7 +575,7 @@ class ApiServer:
         live = self._live(target)
         if target.subresource == "finalize":
             target.subresource = ""
-        return _json(self._save(self._keep_status(body, live, target), target))
+        return _json(self._save(self._keep_status(body, live, target), target, request))
 
     async def _patch(self, request: web.Request, target: Target) -> web.StreamResponse:
         body = await self._body(request)
@@ -598,7 +601,7 @@ class ApiServer:
         else:
             raise ApiError(415, f"the body of the request was in an unknown format - {content_type}",
                            "UnsupportedMediaType")
-        return _json(self._save(self._keep_status(new, live, target), target))
+        return _json(self._save(self._keep_status(new, live, target), target, request))
 
     async def _apply(self, request: web.Request, target: Target, body: Any,
                      live: dict[str, Any] | None) -> web.StreamResponse:
@@ -612,21 +615,25 @@ class ApiServer:
         body.setdefault("metadata", {}).setdefault("name", target.name)
         if live is None:
             created = await self._create_from_apply(request, target, body)
-            self.store.side_state(created["metadata"]["uid"])[manager] = copy.deepcopy(body)
+            if not _dry_run(request):
+                self.store.side_state(created["metadata"]["uid"])[manager] = copy.deepcopy(body)
             return _json(_as_version(created, target), 201)
         live = _as_version(live, target)
         state = self.store.side_state(live["metadata"]["uid"])
         three_way = patch.removals(state.get(manager), body, target.kind.builtin)
         merge = patch.strategic_merge if target.kind.builtin else patch.merge_patch
         new = merge(live, three_way)
-        saved = self._save(self._keep_status(new, live, target), target)
-        state[manager] = copy.deepcopy(body)
+        saved = self._save(self._keep_status(new, live, target), target, request)
+        if not _dry_run(request):
+            state[manager] = copy.deepcopy(body)
         return _json(saved)
 
     async def _create_from_apply(self, request: web.Request, target: Target, body: dict[str, Any]) -> dict[str, Any]:
         if target.kind.namespaced:
             body["metadata"]["namespace"] = target.namespace
         body = self._store_version(admission.admit(body, target.kind, target.namespace), target)
+        if _dry_run(request):
+            return body
         if target.kind.key == "pods":
             assert self._controllers is not None
             return self._controllers.create_pod(body)
@@ -635,7 +642,7 @@ class ApiServer:
     async def _delete(self, request: web.Request, target: Target) -> web.StreamResponse:
         live = self._live(target)
         options = await self._body(request) if request.can_read_body else {}
-        if (options or {}).get("dryRun") or request.query.get("dryRun") == "All":
+        if (options or {}).get("dryRun") or _dry_run(request):
             return _json(live)
         if target.kind.key == "namespaces":
             if target.name in ("default", "kube-system", "kube-public"):
@@ -750,6 +757,10 @@ def _safe(handler: ExecHandler | None) -> ExecHandler | None:
             return exec_ws.ExecResult(b"", f"exec handler failed: {exc}\n".encode(), 1)
 
     return run
+
+
+def _dry_run(request: web.Request) -> bool:
+    return request.query.get("dryRun") == "All"
 
 
 def _as_version(obj: dict[str, Any], target: Target) -> dict[str, Any]:
