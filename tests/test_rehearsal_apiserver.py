@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -635,6 +636,19 @@ def test_exec_output_exit_codes_and_container(kube: Kube, exec_pod: str) -> None
     assert bad.returncode == 1 and "container nope is not valid" in bad.stderr
     long_args = ["x" * 105_000] * 10  # exec commands travel in the query string: > 1 MiB, aiohttp's default is 8 KiB
     assert kube("exec", "-n", ns, exec_pod, "-c", "sleep", "--", "len", *long_args).stdout == "1050000"
+
+
+def test_request_log_is_debug_only_and_masks_tokens(kube: Kube, exec_pod: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    token = "eyJ" + "a" * 40 + "." + "b" * 40 + "." + "c" * 40
+    command = ["exit", "3", "-H", f"Authorization: Bearer {token}"]
+    kube("exec", "-n", "exec-ns", exec_pod, "-c", "sleep", "--", *command, check=False)
+    assert "/exec?" not in caplog.text  # INFO and above: nothing per request
+    caplog.set_level(logging.DEBUG, logger="rehearsal.apiserver")
+    failed = kube("exec", "-n", "exec-ns", exec_pod, "-c", "sleep", "--", *command, check=False)
+    assert failed.returncode == 3
+    lines = [r.getMessage() for r in caplog.records if "/exec?" in r.getMessage()]
+    assert len(lines) == 1 and "-> 101" in lines[0] and "eyJaaa" in lines[0] and token not in caplog.text
 
 
 def test_exec_stdin_is_byte_exact(kube: Kube, exec_pod: str) -> None:

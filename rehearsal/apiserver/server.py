@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from meshjwt.tokens import scrub
 from rehearsal.apiserver import admission, errors, exec_ws, patch, protobuf, rbac, tables, tls
 from rehearsal.apiserver.controllers import Controllers, Injector
 from rehearsal.apiserver.errors import ApiError
@@ -263,10 +264,12 @@ class ApiServer:
             raise
         except Exception as exc:  # a bug here or in a hook (injector, log handler): a Status, and the traceback
             log.exception("%s: %s %s failed", self.name, request.method, request.path)
-            return _json(ApiError(500, f"internal error in the rehearsal API server: {exc!r}").status(), 500)
+            return _json(ApiError(500, scrub(f"internal error in the rehearsal API server: {exc!r}")).status(), 500)
         finally:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s: %s %s -> %s (%.1f ms)", self.name, request.method, request.path_qs[:300], status,
+            if log.isEnabledFor(logging.DEBUG):  # exec commands carry tokens: masked
+                query = "&".join(f"{k}={scrub(v)}" for k, v in request.query.items())
+                log.debug("%s: %s %s -> %s (%.1f ms)", self.name, request.method,
+                          f"{request.path}?{query}"[:300] if query else request.path, status,
                           (time.monotonic() - started) * 1000)
 
     def _tenant(self, request: web.Request) -> Tenant | None:
@@ -754,7 +757,7 @@ def _safe(handler: ExecHandler | None) -> ExecHandler | None:
             return handler(request)
         except Exception as exc:  # the handler is test code: report, do not crash the session
             log.exception("exec handler failed")
-            return exec_ws.ExecResult(b"", f"exec handler failed: {exc}\n".encode(), 1)
+            return exec_ws.ExecResult(b"", scrub(f"exec handler failed: {exc}\n").encode(), 1)
 
     return run
 
