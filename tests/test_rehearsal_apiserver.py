@@ -423,7 +423,11 @@ def test_deployment_makes_injected_pods_that_become_ready(server: ApiServer, kub
         names = {p["metadata"]["name"] for p in server.store.list("pods", ns)}
         return names if len(names) == 2 and not names & old else None
 
-    poll(new_pods, "old pods replaced after rollout restart")
+    current = poll(new_pods, "old pods replaced after rollout restart")
+    victim = sorted(current)[0]
+    kube("delete", "pod", victim, "-n", ns)  # the ReplicaSet makes a replacement
+    poll(lambda: len({p["metadata"]["name"] for p in server.store.list("pods", ns)} - {victim}) == 2,
+         "a replacement for the deleted pod")
     assert kube.json("get", "deployment", "httpbin", "-n", ns)["metadata"]["annotations"][
         "deployment.kubernetes.io/revision"] == "2"
     kube("delete", "deployment", "httpbin", "-n", ns)
