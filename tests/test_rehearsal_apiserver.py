@@ -320,6 +320,31 @@ def test_server_side_apply_creates_and_updates(kube: Kube) -> None:
     assert kube.json("get", "cm", "ssa", "-n", ns)["data"] == {"a": "9"}
 
 
+def test_cluster_scoped_and_rbac_kinds(kube: Kube) -> None:
+    rbac_v1 = "rbac.authorization.k8s.io/v1"
+    docs = [
+        {"apiVersion": rbac_v1, "kind": "ClusterRole", "metadata": {"name": "reader"},
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+        {"apiVersion": rbac_v1, "kind": "ClusterRoleBinding", "metadata": {"name": "reader"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"},
+         "subjects": [{"kind": "User", "name": "alice"}]},
+        {"apiVersion": rbac_v1, "kind": "Role", "metadata": {"name": "r", "namespace": "default"}, "rules": []},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+         "metadata": {"name": "istio-sidecar-injector"},
+         "webhooks": [{"name": "sidecar-injector.istio.io", "sideEffects": "None",
+                       "admissionReviewVersions": ["v1"], "clientConfig": {"url": "https://injector.local/inject"}}]},
+    ]
+    assert kube.apply(*docs).count("created") == 4
+    listed = yaml.safe_load(kube("get", "clusterroles,clusterrolebindings,mutatingwebhookconfigurations",
+                                 "-o", "yaml").stdout)
+    assert [(i["kind"], i["metadata"]["name"]) for i in listed["items"]] == [
+        ("ClusterRole", "reader"), ("ClusterRoleBinding", "reader"),
+        ("MutatingWebhookConfiguration", "istio-sidecar-injector")]
+    assert all("namespace" not in i["metadata"] for i in listed["items"])
+    assert kube("get", "role", "r", "-n", "default", "-o", "name").stdout.strip() == (
+        "role.rbac.authorization.k8s.io/r")
+
+
 def test_errors_are_status_objects_like_the_real_server(server: ApiServer, kube: Kube) -> None:
     ns = "err-ns"
     kube.apply(namespace(ns), configmap("dup", ns))
