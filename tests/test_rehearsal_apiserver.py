@@ -197,7 +197,7 @@ def test_version_discovery_and_openapi(server: ApiServer, kube: Kube) -> None:
     kube("wait", "--for=condition=Ready", "node", "--all", "--timeout=10s")
 
 
-def test_crd_adds_its_kind_and_is_served_with_merge_patch(kube: Kube) -> None:
+def test_crd_adds_its_kind_and_is_served_with_merge_patch(server: ApiServer, kube: Kube) -> None:
     kube.apply(namespace("crd-ns"))
     missing = kube("get", "requestauthentications", "-A", check=False)
     assert missing.returncode != 0 and "doesn't have a resource type" in missing.stderr
@@ -221,6 +221,10 @@ def test_crd_adds_its_kind_and_is_served_with_merge_patch(kube: Kube) -> None:
     assert listed == "jwt"
     kube("delete", "-f", "-", input=yaml.safe_dump(request_authentication("jwt", "crd-ns", rules)))
     assert kube("get", "ra", "-n", "crd-ns", "-o", "name").stdout == ""
+    kube.apply(request_authentication("again", "crd-ns", rules))
+    kube("delete", "crd", CRD["metadata"]["name"])  # its objects go with it, its kind leaves discovery
+    assert server.store.list("requestauthentications.security.istio.io") == []
+    assert "requestauthentications.security.istio.io" not in kube("api-resources", "-o", "name").stdout.split()
 
 
 # --- apply, generation, errors ------------------------------------------------------------------------
