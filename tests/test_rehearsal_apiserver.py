@@ -34,16 +34,29 @@ GCLOUD_KUBECTL = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32"
 WAIT = 15.0
 
 
+def _client_minor(binary: str) -> int:
+    try:
+        done = subprocess.run([binary, "version", "--client", "-o", "json"], capture_output=True, text=True,
+                              timeout=20)
+        return int(json.loads(done.stdout)["clientVersion"]["minor"].rstrip("+"))
+    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+        return 0
+
+
 def find_kubectl() -> str | None:
-    """kubectl 1.32: $MESHJWT_REHEARSAL_KUBECTL, kubectl.1.32 on PATH, or the image's gcloud copy."""
+    """kubectl 1.32: $MESHJWT_REHEARSAL_KUBECTL, kubectl.1.32 on PATH, the image's gcloud copy, or a kubectl
+    1.30–1.33 on PATH (exec over WebSocket needs 1.30)."""
     for candidate in (os.environ.get("MESHJWT_REHEARSAL_KUBECTL"), shutil.which("kubectl.1.32"), GCLOUD_KUBECTL):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    return None
+    plain = shutil.which("kubectl")
+    return plain if plain and 30 <= _client_minor(plain) <= 33 else None
 
 
 KUBECTL = find_kubectl()
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl 1.32 not found (set MESHJWT_REHEARSAL_KUBECTL)")
+pytestmark = pytest.mark.skipif(
+    KUBECTL is None, reason="no kubectl 1.30-1.33 found (set MESHJWT_REHEARSAL_KUBECTL to a kubectl 1.32)"
+)
 
 
 def poll(check: Callable[[], Any], what: str, timeout: float = WAIT, interval: float = 0.02) -> Any:
