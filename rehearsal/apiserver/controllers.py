@@ -263,10 +263,10 @@ class Controllers:
         annotations = dict(dep_meta.get("annotations") or {})
         annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
         annotations[REVISION] = str(revision)
-        fresh = copy.deepcopy(dep)
-        fresh["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
-        with contextlib.suppress(ApiError):
-            self.store.replace(fresh | {"metadata": {**fresh["metadata"], "resourceVersion": ""}})
+        live = self.store.get("deployments.apps", dep_meta["namespace"], dep_meta["name"])
+        if live is not None:  # a concurrent writer wins (409); the reconcile it triggers sees its change
+            live["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
+            self.store.replace(live)
         return self.store.create({
             "apiVersion": "apps/v1", "kind": "ReplicaSet",
             "metadata": {"name": rs_name, "namespace": dep_meta["namespace"], "labels": labels,

@@ -73,7 +73,7 @@ def invalid(kind: Kind, name: str, why: str) -> ApiError:
     return ApiError(422, f'{kind.kind} "{name}" is invalid: {why}', "Invalid", _details(kind, name))
 
 
-def forbidden(user: str, verb: str, kind: Kind | None, resource: str, group: str, name: str, namespace: str,
+def forbidden(user: str, verb: str, resource: str, group: str, name: str, namespace: str,
               subresource: str = "") -> ApiError:
     """The RBAC refusal, worded like the real authorizer's."""
     qualified = f"{resource}.{group}" if group else resource

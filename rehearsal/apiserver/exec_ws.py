@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from meshjwt.tokens import scrub
+
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 CHUNK = 32 * 1024
@@ -49,8 +51,8 @@ def status_frame(request: ExecRequest, exit_code: int) -> bytes:
         status = {
             "metadata": {},
             "status": "Failure",
-            "message": f"command terminated with non-zero exit code: error executing command {request.command}:"
-            f" exit status {exit_code}",
+            "message": scrub(f"command terminated with non-zero exit code: error executing command"
+                             f" {request.command}: exit status {exit_code}"),
             "reason": "NonZeroExitCode",
             "details": {"causes": [{"reason": "ExitCode", "message": str(exit_code)}]},
         }
@@ -92,6 +94,7 @@ async def serve(
     if wants_stdin:
         request.stdin = await _read_stdin(ws, protocol)
     drain = asyncio.ensure_future(_drain(ws))
+    completed = False  # once the status is sent, the client may hang up at will (and the handler be cancelled)
     try:
         if handler is None:
             result = ExecResult(b"", b"exec: this rehearsal server has no exec_handler\n", 126)
@@ -101,10 +104,18 @@ async def serve(
             for start in range(0, len(data), CHUNK):
                 await ws.send_bytes(bytes([channel]) + data[start:start + CHUNK])
         await ws.send_bytes(status_frame(request, result.exit_code))
+        completed = True
         await ws.close()
     except ConnectionError:
         pass
+    except asyncio.CancelledError:
+        if not completed:
+            raise
     finally:
         drain.cancel()
-        await asyncio.gather(drain, return_exceptions=True)
+        try:
+            await asyncio.gather(drain, return_exceptions=True)
+        except asyncio.CancelledError:
+            if not completed:
+                raise
     return ws

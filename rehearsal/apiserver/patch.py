@@ -125,8 +125,8 @@ def strategic_merge(original: Any, patch: Any) -> Any:
         if isinstance(result.get(field), list):
             result[field] = _order(result[field], order, _merge_key(field, result[field] + order))
     if "$retainKeys" in patch:
-        keep = set(patch["$retainKeys"])
-        result = {k: v for k, v in result.items() if k in keep or k not in patch and k not in original}
+        keep = set(patch["$retainKeys"])  # a union's members: the others are cleared
+        result = {k: v for k, v in result.items() if k in keep}
     return result
 
 

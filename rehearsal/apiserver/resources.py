@@ -22,6 +22,8 @@ class Kind:
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
     builtin: bool = True
     categories: tuple[str, ...] = field(default=())
+    generation: bool = False  # metadata.generation, bumped on changes outside metadata and status
+
 
     @property
     def key(self) -> str:
@@ -55,14 +57,16 @@ BUILTIN: tuple[Kind, ...] = (
     _k("", "v1", "events", "Event", True, ("ev",)),
     _k("", "v1", "nodes", "Node", False, ("no",), ("status",)),
     _k("", "v1", "endpoints", "Endpoints", True, ("ep",)),
-    _k("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status", "scale"), categories=("all",)),
-    _k("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status", "scale"), categories=("all",)),
+    _k("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status", "scale"), categories=("all",),
+       generation=True),
+    _k("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status", "scale"), categories=("all",),
+       generation=True),
     _k("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
-       ("crd", "crds"), ("status",)),
+       ("crd", "crds"), ("status",), generation=True),
     _k("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration",
-       False),
+       False, generation=True),
     _k("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration",
-       False),
+       False, generation=True),
     _k("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
     _k("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     _k("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
@@ -138,10 +142,12 @@ class Registry:
             versions=tuple(v["name"] for v in served),
             builtin=False,
             categories=tuple(names.get("categories", []) or ()),
+            generation=True,
         )
         with self._lock:
-            self._kinds[kind.key] = kind
-            self.generation += 1
+            if self._kinds.get(kind.key) != kind:
+                self._kinds[kind.key] = kind
+                self.generation += 1
         return kind
 
     def remove_crd(self, crd: dict[str, Any]) -> None:

@@ -6,9 +6,9 @@ import asyncio
 import base64
 import contextlib
 import copy
-import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import yaml
 from aiohttp import web
 
-from rehearsal.apiserver import errors, exec_ws, patch, protobuf, rbac, tables, tls
-from rehearsal.apiserver.controllers import Controllers, Injector, pod_defaults
+from meshjwt.tokens import scrub
+from rehearsal.apiserver import admission, errors, exec_ws, patch, protobuf, rbac, tables, tls
+from rehearsal.apiserver.controllers import Controllers, Injector
 from rehearsal.apiserver.errors import ApiError
 from rehearsal.apiserver.exec_ws import ExecHandler, ExecRequest
 from rehearsal.apiserver.rbac import Attributes, Tenant
@@ -65,6 +65,8 @@ class ApiServer:
         tenants: Mapping[str, Tenant | None] | None = None,  # token → tenant (None: a cluster admin)
         tls: bool | None = None,
     ) -> None:
+        if not re.fullmatch(r"v\d+\.\d+\.\d+([-+.][\w.+-]*)?", kube_version):
+            raise ValueError(f"kube_version must look like v1.32.4, not {kube_version!r}")
         self.name, self.kube_version = name, kube_version
         self.pod_ready_delay, self.namespace_finalize_delay = pod_ready_delay, namespace_finalize_delay
         self.node_name = node[0] if node else None
@@ -78,7 +80,7 @@ class ApiServer:
         for ns in SYSTEM_NAMESPACES:
             self.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         if node:
-            self.store.create(_node(node[0], dict(node[1]), kube_version))
+            self.store.create(admission.node(node[0], dict(node[1]), kube_version))
         self.url: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -177,6 +179,11 @@ class ApiServer:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
+    @property
+    def active_streams(self) -> int:
+        """Watches and exec sessions in progress (each ends with its client, or at stop())."""
+        return len(self._streams)
+
     def __enter__(self) -> ApiServer:
         return self
 
@@ -246,13 +253,23 @@ class ApiServer:
         except ApiError as exc:
             status = exc.code
             return _json(exc.status(), exc.code)
+        except asyncio.CancelledError:  # the client went away (handler_cancellation)
+            status = 499
+            raise
         except NotServed:
             status = 404
             return _json(ApiError(404, "the server could not find the requested resource", "NotFound",
                                   {}).status(), 404)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # a bug here or in a hook (injector, log handler): a Status, and the traceback
+            log.exception("%s: %s %s failed", self.name, request.method, request.path)
+            return _json(ApiError(500, scrub(f"internal error in the rehearsal API server: {exc!r}")).status(), 500)
         finally:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s: %s %s -> %s (%.1f ms)", self.name, request.method, request.path_qs[:300], status,
+            if log.isEnabledFor(logging.DEBUG):  # exec commands carry tokens: masked
+                query = "&".join(f"{k}={scrub(v)}" for k, v in request.query.items())
+                log.debug("%s: %s %s -> %s (%.1f ms)", self.name, request.method,
+                          f"{request.path}?{query}"[:300] if query else request.path, status,
                           (time.monotonic() - started) * 1000)
 
     def _tenant(self, request: web.Request) -> Tenant | None:
@@ -266,7 +283,7 @@ class ApiServer:
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         tenant = self._tenant(request)
-        parts = [unquote(p) for p in request.path.split("/") if p]
+        parts = [p for p in request.path.split("/") if p]  # aiohttp has decoded the path
         if not parts:
             return _json({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]})
         if parts == ["version"]:
@@ -354,8 +371,8 @@ class ApiServer:
         if kind.key == "namespaces" and verb == "create":
             return  # decided once the body (and so the name) is known
         if not rbac.allowed(tenant, attrs):
-            raise errors.forbidden(tenant.user, verb, kind, kind.plural, kind.group, target.name,
-                                   target.namespace, target.subresource)
+            raise errors.forbidden(tenant.user, verb, kind.plural, kind.group, target.name, target.namespace,
+                                   target.subresource)
 
     # --- verbs --------------------------------------------------------------------------
     async def _dispatch(
@@ -487,30 +504,6 @@ class ApiServer:
         except (ValueError, yaml.YAMLError) as exc:
             raise ApiError(400, f"the body of the request could not be decoded: {exc}") from None
 
-    def _admit(self, obj: dict[str, Any], target: Target) -> dict[str, Any]:
-        """Defaults the real admission chain adds (cluster IPs, deployment fields, pod status)."""
-        key = target.kind.key
-        if key == "secrets":
-            _fold_string_data(obj)
-        spec = obj.setdefault("spec", {}) if key in ("services", "deployments.apps", "pods") else None
-        if key == "services" and spec is not None:
-            spec.setdefault("type", "ClusterIP")
-            if spec.get("clusterIP") != "None":
-                digest = hashlib.sha256(f"{target.namespace}/{obj['metadata'].get('name')}".encode()).digest()
-                spec.setdefault("clusterIP", f"10.96.{digest[0]}.{digest[1] or 1}")
-            for port in spec.get("ports", []):
-                port.setdefault("protocol", "TCP")
-                port.setdefault("targetPort", port.get("port"))
-            obj.setdefault("status", {"loadBalancer": {}})
-        elif key == "deployments.apps" and spec is not None:
-            spec.setdefault("replicas", 1)
-            spec.setdefault("revisionHistoryLimit", 10)
-            spec.setdefault("progressDeadlineSeconds", 600)
-            spec.setdefault("strategy", {"type": "RollingUpdate",
-                                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
-            obj["status"] = {}
-        return obj
-
     async def _create(self, request: web.Request, target: Target, tenant: Tenant | None) -> web.StreamResponse:
         if target.kind.key == SSAR_KEY:
             spec = rbac.review_spec(await request.read(), request.content_type)
@@ -532,9 +525,9 @@ class ApiServer:
         if target.kind.key == "namespaces" and tenant is not None:
             attrs = Attributes("create", "", "namespaces", "", meta.get("name", ""))
             if not rbac.allowed(tenant, attrs):
-                raise errors.forbidden(tenant.user, "create", target.kind, "namespaces", "", "", "")
-        body = self._store_version(self._admit(body, target), target)
-        if request.query.get("dryRun") == "All":
+                raise errors.forbidden(tenant.user, "create", "namespaces", "", "", "")
+        body = self._store_version(admission.admit(body, target.kind, target.namespace), target)
+        if _dry_run(request):
             return _json(body, 201)
         if target.kind.key == "pods":
             assert self._controllers is not None
@@ -562,12 +555,15 @@ class ApiServer:
                 new.pop("status", None)
         return new
 
-    def _save(self, new: dict[str, Any], target: Target) -> dict[str, Any]:
+    def _save(self, new: dict[str, Any], target: Target, request: web.Request) -> dict[str, Any]:
+        """Store an updated object (``dryRun=All``: only answer it); a deletion whose finalizers are gone ends."""
         new["metadata"]["name"] = target.name
         if target.kind.key == "secrets":
-            _fold_string_data(new)
+            admission.fold_string_data(new)
         if target.kind.namespaced:
             new["metadata"]["namespace"] = target.namespace
+        if _dry_run(request):
+            return _as_version(self._store_version(new, target), target)
         stored = self.store.replace(self._store_version(new, target))
         meta = stored["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and target.kind.key != "namespaces":
@@ -581,7 +577,7 @@ class ApiServer:
         live = self._live(target)
         if target.subresource == "finalize":
             target.subresource = ""
-        return _json(self._save(self._keep_status(body, live, target), target))
+        return _json(self._save(self._keep_status(body, live, target), target, request))
 
     async def _patch(self, request: web.Request, target: Target) -> web.StreamResponse:
         body = await self._body(request)
@@ -607,7 +603,7 @@ class ApiServer:
         else:
             raise ApiError(415, f"the body of the request was in an unknown format - {content_type}",
                            "UnsupportedMediaType")
-        return _json(self._save(self._keep_status(new, live, target), target))
+        return _json(self._save(self._keep_status(new, live, target), target, request))
 
     async def _apply(self, request: web.Request, target: Target, body: Any,
                      live: dict[str, Any] | None) -> web.StreamResponse:
@@ -621,21 +617,25 @@ class ApiServer:
         body.setdefault("metadata", {}).setdefault("name", target.name)
         if live is None:
             created = await self._create_from_apply(request, target, body)
-            self.store.side_state(created["metadata"]["uid"])[manager] = copy.deepcopy(body)
+            if not _dry_run(request):
+                self.store.side_state(created["metadata"]["uid"])[manager] = copy.deepcopy(body)
             return _json(_as_version(created, target), 201)
         live = _as_version(live, target)
         state = self.store.side_state(live["metadata"]["uid"])
         three_way = patch.removals(state.get(manager), body, target.kind.builtin)
         merge = patch.strategic_merge if target.kind.builtin else patch.merge_patch
         new = merge(live, three_way)
-        saved = self._save(self._keep_status(new, live, target), target)
-        state[manager] = copy.deepcopy(body)
+        saved = self._save(self._keep_status(new, live, target), target, request)
+        if not _dry_run(request):
+            state[manager] = copy.deepcopy(body)
         return _json(saved)
 
     async def _create_from_apply(self, request: web.Request, target: Target, body: dict[str, Any]) -> dict[str, Any]:
         if target.kind.namespaced:
             body["metadata"]["namespace"] = target.namespace
-        body = self._store_version(self._admit(body, target), target)
+        body = self._store_version(admission.admit(body, target.kind, target.namespace), target)
+        if _dry_run(request):
+            return body
         if target.kind.key == "pods":
             assert self._controllers is not None
             return self._controllers.create_pod(body)
@@ -644,7 +644,7 @@ class ApiServer:
     async def _delete(self, request: web.Request, target: Target) -> web.StreamResponse:
         live = self._live(target)
         options = await self._body(request) if request.can_read_body else {}
-        if (options or {}).get("dryRun") or request.query.get("dryRun") == "All":
+        if (options or {}).get("dryRun") or _dry_run(request):
             return _json(live)
         if target.kind.key == "namespaces":
             if target.name in ("default", "kube-system", "kube-public"):
@@ -756,18 +756,13 @@ def _safe(handler: ExecHandler | None) -> ExecHandler | None:
             return handler(request)
         except Exception as exc:  # the handler is test code: report, do not crash the session
             log.exception("exec handler failed")
-            return exec_ws.ExecResult(b"", f"exec handler failed: {exc}\n".encode(), 1)
+            return exec_ws.ExecResult(b"", scrub(f"exec handler failed: {exc}\n").encode(), 1)
 
     return run
 
 
-def _fold_string_data(secret: dict[str, Any]) -> None:
-    """As the real API does: ``stringData`` is written into ``data`` (base64) and not stored."""
-    plain = secret.pop("stringData", None) or {}
-    if plain:
-        data = secret.setdefault("data", {})
-        for key, value in plain.items():
-            data[key] = base64.b64encode(str(value).encode()).decode()
+def _dry_run(request: web.Request) -> bool:
+    return request.query.get("dryRun") == "All"
 
 
 def _as_version(obj: dict[str, Any], target: Target) -> dict[str, Any]:
@@ -781,21 +776,4 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json")
 
 
-def _node(name: str, labels: dict[str, str], version: str) -> dict[str, Any]:
-    base = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-            "node-role.kubernetes.io/control-plane": ""}
-    return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {**base, **labels}},
-        "spec": {"podCIDR": "10.244.0.0/24"},
-        "status": {
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "kubelet is posting ready status"}],
-            "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}, {"type": "Hostname", "address": name}],
-            "nodeInfo": {"kubeletVersion": version, "containerRuntimeVersion": "containerd://1.7.0",
-                         "operatingSystem": "linux", "architecture": "amd64"},
-        },
-    }
-
-
-__all__ = ["ApiServer", "pod_defaults"]
+__all__ = ["ApiServer"]

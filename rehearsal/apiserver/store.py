@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import logging
 import secrets
 import threading
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 from rehearsal.apiserver import errors
 from rehearsal.apiserver.resources import Kind, Registry
 
+log = logging.getLogger("rehearsal.apiserver")
 Event = tuple[str, str, dict[str, Any]]  # (type, resource key, object)
 Subscriber = Callable[[str, str, dict[str, Any]], None]
 Sink = Callable[[int, str, dict[str, Any]], None]  # (resourceVersion, type, object), called under the lock
@@ -110,7 +112,10 @@ class Store:
             meta["uid"] = str(uuid.uuid4())
             meta["resourceVersion"] = str(self._rv)
             meta["creationTimestamp"] = now()
-            meta["generation"] = 1
+            if kind.generation:
+                meta["generation"] = 1
+            else:
+                meta.pop("generation", None)
             for empty in ("deletionTimestamp",):
                 meta.pop(empty, None)
             if kind.key == "namespaces":
@@ -148,8 +153,11 @@ class Store:
                 meta["namespace"] = namespace
             else:
                 meta.pop("namespace", None)
-            generation = old_meta.get("generation", 1)
-            meta["generation"] = generation + 1 if _spec_part(obj) != _spec_part(old) else generation
+            if kind.generation:
+                generation = old_meta.get("generation", 1)
+                meta["generation"] = generation + 1 if _spec_part(obj) != _spec_part(old) else generation
+            else:
+                meta.pop("generation", None)
             if old_meta.get("deletionTimestamp"):
                 meta["deletionTimestamp"] = old_meta["deletionTimestamp"]
             self._rv += 1
@@ -264,7 +272,10 @@ class Store:
                         event, resource, obj = self._pending.popleft()
                         subscribers = list(self._subscribers)
                     for callback in subscribers:
-                        callback(event, resource, copy.deepcopy(obj))
+                        try:
+                            callback(event, resource, copy.deepcopy(obj))
+                        except Exception:  # one broken subscriber must not stop the others or the writer
+                            log.exception("store subscriber %r failed on %s %s", callback, event, resource)
             finally:
                 self._dispatching.active = False
                 self._dispatch_lock.release()
