@@ -80,7 +80,7 @@ def run_kind(work: Path, reports: Path, kubectl: str, extra: list[str]) -> int:
     wrappers(bin_dir, patch)
     env = {**os.environ, "MESHJWT_REHEARSAL_HOME": str(work / "home"), "MESHJWT_CACHE": str(work / "cache"),
            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MESHJWT_REHEARSAL": REHEARSAL_NOTE}  # fmt: skip
+           "MESHJWT_REHEARSAL": REHEARSAL_NOTE, "KUBECACHEDIR": str(work / "kubecache")}  # fmt: skip
     args = ["--kind-path", str(bin_dir / "kind"), "--istioctl-path", str(bin_dir / "istioctl"),
             "--kubectl-path", kubectl]  # fmt: skip
     try:
@@ -112,7 +112,8 @@ def run_cluster(work: Path, reports: Path, kubectl: str, extra: list[str]) -> in
         args = ["--kubeconfig", kubeconfigs["tenant-data"], "--control-plane-kubeconfig", kubeconfigs["tenant-control"],
                 "--namespace-prefix", "qual", "--ingress-url", f"http://127.0.0.1:{info['gateway_port']}",
                 "--kubectl-path", kubectl, "--report-organization", "mesh-jwt-conformance rehearsal"]  # fmt: skip
-        env = {**os.environ, "MESHJWT_REHEARSAL": REHEARSAL_NOTE, "MESHJWT_CACHE": str(work / "cache")}
+        env = {**os.environ, "MESHJWT_REHEARSAL": REHEARSAL_NOTE, "MESHJWT_CACHE": str(work / "cache"),
+               "KUBECACHEDIR": str(work / "kubecache")}  # a fresh discovery cache: servers' ports are reused
         return subprocess.run(pytest_command("cluster", reports, args + extra), env=env, cwd=REPO).returncode
     finally:
         if proc.poll() is None:

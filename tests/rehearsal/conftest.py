@@ -23,6 +23,12 @@ FAST = Timeouts(start=30, install=60, deploy=60, ready_poll=0.05, apply=20, conv
                 poll_interval=0.05)  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def fresh_discovery_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl caches discovery by host:port; simulated servers reuse ports with other kinds."""
+    monkeypatch.setenv("KUBECACHEDIR", str(tmp_path / "kubecache"))
+
+
 @pytest.fixture(scope="session")
 def golden() -> Path:
     try:
