@@ -63,7 +63,7 @@ def envoy_cold_start(runs: int) -> list[float]:
 def in_process() -> dict[str, object]:
     """Start the mesh once and run every built-in scenario, timing each phase."""
     keys = KeySet()
-    settings = Settings(timeouts=Timeouts.for_target("local"))
+    settings = Settings(timeouts=Timeouts.of(LocalMesh.default_timeouts))
     mesh = LocalMesh(settings, keys.jwks_json())
     started = time.perf_counter()
     mesh.start()

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_fixed
 
+from meshjwt.mesh import Request, Response
 from meshjwt.settings import Timeouts
-from meshjwt.targets.base import Request, Response
 
 Mismatch = Callable[[Response], "str | None"]
 

@@ -83,7 +83,7 @@ class Playground:
         self.options = options
         self.out = out
         settings = Settings(
-            target="local", jwks_fetch_mode=options.jwks_fetch_mode, timeouts=Timeouts.for_target("local"),
+            target="local", jwks_fetch_mode=options.jwks_fetch_mode, timeouts=Timeouts.of(LocalMesh.default_timeouts),
             extra={"local_sidecar_port": options.sidecar_port, "local_gateway_port": options.gateway_port},
         )  # fmt: skip
         keys = KeySet()

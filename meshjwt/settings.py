@@ -26,14 +26,12 @@ class Timeouts:
     consecutive: int = 3  # N consecutive agreements a case needs
 
     @classmethod
-    def for_target(cls, target: str, overrides: Mapping[str, Any] | None = None) -> Timeouts:
-        """Defaults for a target (the local mesh polls fast), with user overrides on top."""
-        local = cls(start=20.0, apply=10.0, converge=5.0, request=5.0, poll_interval=0.002, ready_poll=0.002)
-        base = local if target == "local" else cls()
-        values = {f.name: getattr(base, f.name) for f in fields(cls)}
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                values[key] = type(values[key])(value)
+    def of(cls, defaults: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None) -> Timeouts:
+        """The named timeouts: these defaults (a target's ``default_timeouts``), the user's overrides on top."""
+        values = {f.name: getattr(cls(), f.name) for f in fields(cls)}
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        for key, value in {**(defaults or {}), **given}.items():
+            values[key] = type(values[key])(value)
         return cls(**values)
 
     def as_dict(self) -> dict[str, float]:

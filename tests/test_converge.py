@@ -1,8 +1,8 @@
 """Convergence: N consecutive agreements within a named timeout; any mismatch resets the count."""
 
 from meshjwt.converge import converge
+from meshjwt.mesh import Response
 from meshjwt.settings import Timeouts
-from meshjwt.targets.base import Response
 
 FAST = Timeouts(converge=0.5, poll_interval=0.001, consecutive=3)
 
@@ -40,7 +40,10 @@ def test_connection_failures_are_reported_not_counted_as_status():
     assert not outcome.passed and outcome.last.summary() == "no response (connection refused)"
 
 
-def test_timeouts_for_target_apply_overrides():
-    local = Timeouts.for_target("local", {"converge": 12, "consecutive": None})
+def test_each_target_owns_its_timeout_defaults_and_the_user_wins():
+    from meshjwt.targets.kind import KindMesh
+    from meshjwt.targets.local import LocalMesh
+
+    local = Timeouts.of(LocalMesh.default_timeouts, {"converge": 12, "consecutive": None})
     assert local.converge == 12.0 and local.consecutive == 3 and local.poll_interval < 0.01
-    assert Timeouts.for_target("kind").converge == 30.0
+    assert Timeouts.of(KindMesh.default_timeouts).converge == 30.0

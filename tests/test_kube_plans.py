@@ -11,7 +11,6 @@ import yaml
 from meshjwt import pki
 from meshjwt.errors import ConfigError
 from meshjwt.kube import plans, readiness, workloads
-from meshjwt.kube.options import KUBE_OPTIONS
 from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES, istio_release, kube_minor
 
 
@@ -207,29 +206,25 @@ def test_tls_chain_for_external_endpoint():
     ]
 
 
-def test_options_are_argparse_ready():
+def test_each_target_owns_its_options_and_they_are_argparse_ready():
     import argparse
 
-    parser = argparse.ArgumentParser()
-    for flag, kwargs in KUBE_OPTIONS:
-        parser.add_argument(flag, **kwargs)
-    ns = parser.parse_args(["--istio-version", "1.29", "--keep-cluster", "--context", "c"])
-    assert (ns.istio_version, ns.keep_cluster, ns.context, ns.kubeconfig) == ("1.29", True, "c", None)
-    dests = {kw["dest"] for _, kw in KUBE_OPTIONS}
-    assert {
-        "istio_version",
-        "keep_cluster",
-        "kind_path",
-        "kubectl_path",
-        "istioctl_path",
-        "image_registry",
-        "ingress_url",
-        "kubeconfig",
-        "context",
-        "control_plane_kubeconfig",
-        "namespace_prefix",
-        "keep_on_failure",
-    } <= dests
+    from meshjwt.targets.cluster import ClusterMesh
+    from meshjwt.targets.kind import KindMesh
+    from meshjwt.targets.local import LocalMesh
+
+    for target in (KindMesh, ClusterMesh):
+        parser = argparse.ArgumentParser()
+        for flag, kwargs in target.options:
+            parser.add_argument(flag, **kwargs)
+        assert parser.parse_args(["--kubectl-path", "k"]).kubectl_path == "k"  # shared by both
+    kind = {kw["dest"] for _, kw in KindMesh.options}
+    cluster = {kw["dest"] for _, kw in ClusterMesh.options}
+    assert {"istio_version", "keep_cluster", "kind_path", "istioctl_path", "ingress_url"} <= kind
+    assert {"kubeconfig", "context", "control_plane_kubeconfig", "namespace_prefix", "keep_on_failure"} <= cluster
+    assert not kind & {"kubeconfig", "namespace_prefix"} and not cluster & {"istio_version", "kind_path"}
+    assert {kw["dest"] for _, kw in LocalMesh.options} == {"envoy_path", "local_sidecar_port", "local_gateway_port",
+                                                          "keep_workdir"}  # fmt: skip
 
 
 INJECT_GOLDEN = Path(os.environ.get("MESHJWT_ISTIO_GOLDEN") or Path(__file__).resolve().parents[2] / "shared"

@@ -11,8 +11,8 @@ import pytest
 
 from meshjwt.errors import EnvironmentProblem, TargetCannot
 from meshjwt.kube.docker import docker_engine_problem
+from meshjwt.mesh import Request
 from meshjwt.settings import Settings, Timeouts
-from meshjwt.targets.base import Request
 
 JWKS = '{"keys": []}'
 

@@ -8,12 +8,12 @@ import pytest
 from meshjwt.errors import EnvironmentProblem, UnsupportedField
 from meshjwt.keys import KeySet
 from meshjwt.localmesh.ports import is_listening
+from meshjwt.mesh import Request
 from meshjwt.settings import Settings, Timeouts
-from meshjwt.targets.base import Request
 from meshjwt.targets.local import LocalMesh
 from meshjwt.tokens import TokenFactory
 
-SETTINGS = Settings(timeouts=Timeouts.for_target("local"))
+SETTINGS = Settings(timeouts=Timeouts.of(LocalMesh.default_timeouts))
 
 
 @pytest.fixture(scope="module")

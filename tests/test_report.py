@@ -16,12 +16,12 @@ import yaml
 
 from meshjwt.converge import Outcome
 from meshjwt.keys import KeySet
+from meshjwt.mesh import MeshInfo, Request, Response
 from meshjwt.report.model import API_VERSION, KIND, Implementation, RunInfo, build_report, overall, scrub
 from meshjwt.report.writers import to_html, write_html, write_yaml
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec
 from meshjwt.scenarios.runner import CaseResult
 from meshjwt.settings import Timeouts
-from meshjwt.targets.base import MeshInfo, Request, Response
 from meshjwt.tokens import TokenFactory, mask
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from meshjwt.mesh import MeshInfo
 from meshjwt.scenarios.loader import BUILTIN_DIR, ScenarioError, load_scenarios
-from meshjwt.targets.base import MeshInfo
 
 HEADER = "apiVersion: meshjwt.conformance/v1alpha1\nkind: Scenario\n"
 

@@ -12,6 +12,7 @@ import pytest
 
 from meshjwt.converge import converge
 from meshjwt.keys import KeySet
+from meshjwt.mesh import Request, Response
 from meshjwt.scenarios.loader import BUILTIN_DIR, load_file
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec
 from meshjwt.scenarios.runner import ScenarioRunner
@@ -19,12 +20,11 @@ from meshjwt.security import probe
 from meshjwt.security.backends import BACKENDS, missing_reason
 from meshjwt.security.corpus import Corpus
 from meshjwt.settings import Settings, Timeouts
-from meshjwt.targets.base import Request, Response
 from meshjwt.targets.local import LocalMesh
 from meshjwt.tokens import TokenFactory
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = Settings(timeouts=Timeouts.for_target("local", {"converge": 1.0}))
+SETTINGS = Settings(timeouts=Timeouts.of(LocalMesh.default_timeouts, {"converge": 1.0}))
 SMALL = Corpus(("//private/secret.html", "/private%2Fsecret.html", "/./private/secret.html", "/public/index.html"),
                seed=0, mutations=0)  # fmt: skip
 
@@ -142,7 +142,7 @@ from meshjwt.keys import KeySet
 from meshjwt.security import probe
 from meshjwt.settings import Settings, Timeouts
 from meshjwt.targets.local import LocalMesh
-mesh = LocalMesh(Settings(timeouts=Timeouts.for_target("local")), KeySet(("RS256",)).jwks_json())
+mesh = LocalMesh(Settings(timeouts=Timeouts.of(LocalMesh.default_timeouts)), KeySet(("RS256",)).jwks_json())
 mesh.start()
 probe.start_backends(mesh, 10)
 print(" ".join(str(b.directory) for b in mesh.backends), flush=True)

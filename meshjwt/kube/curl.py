@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from meshjwt.targets.base import Response
+from meshjwt.mesh import Response
 
 #: what curl writes after each body: this marker, the HTTP status and curl's own exit code.
 MARKER = "\n__MESHJWT_CURL__ "

@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES
-from meshjwt.kube.workloads import EXTERNAL_JWKS_HOST
+from meshjwt.samples import EXTERNAL_JWKS_HOST
 
 DEFAULT_PATHS = ("manifests", "suites/scenarios")
 ISTIO_GROUPS = {

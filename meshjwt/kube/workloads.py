@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from meshjwt import data
 from meshjwt.errors import ConfigError
 from meshjwt.kube.readiness import ProxyKind
+from meshjwt.samples import workloads_dir
 
-#: where the external JWKS endpoint lives, outside the cluster: a name no Kubernetes Service has (kind's
-#: CoreDNS rewrites it to the ``jwks-external`` Service; the local mesh maps it to its external server)
-EXTERNAL_JWKS_HOST = "jwks.meshjwt.test"
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 #: deployment order: namespaces first, JWKS servers before anything that could use them.
 WORKLOAD_FILES = (
@@ -38,11 +34,6 @@ DEPLOYMENTS: tuple[tuple[str, str, ProxyKind], ...] = (
     ("BOOKINFO_NAMESPACE", "reviews-v1", "sidecar"),
     ("BOOKINFO_NAMESPACE", "productpage-v1", "sidecar"),
 )
-
-
-def manifests_dir() -> Path:
-    """``manifests/workloads`` of the installed package (or of the source checkout)."""
-    return data.manifests_dir() / "workloads"
 
 
 def substitute(text: str, variables: Mapping[str, str], *, source: str = "manifest") -> str:
@@ -76,7 +67,7 @@ def _images(doc: dict[str, Any], registry: str | None) -> None:
 
 def load(variables: Mapping[str, str], *, image_registry: str | None = None) -> list[dict[str, Any]]:
     """All workload documents, in deployment order, placeholders filled and images mirrored."""
-    directory = manifests_dir()
+    directory = workloads_dir()
     docs: list[dict[str, Any]] = []
     for name in WORKLOAD_FILES:
         text = substitute((directory / name).read_text(), variables, source=name)

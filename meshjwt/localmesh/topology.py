@@ -14,15 +14,14 @@ from typing import Any
 
 import yaml
 
-from meshjwt.kube.workloads import EXTERNAL_JWKS_HOST
 from meshjwt.localmesh.control_plane import Proxy, route_to
 from meshjwt.localmesh.translate.network import static_cluster
 from meshjwt.localmesh.world import Service, Workload, World
+from meshjwt.samples import EXTERNAL_JWKS_HOST, GATEWAY_LABELS, HTTPBIN_LABELS, workloads_dir
 
 #: the proxies the local mesh runs (listener roles) and the workload servers behind them
 LISTENERS = ("sidecar", "productpage-sidecar", "gateway")
 BACKENDS = ("httpbin", "productpage", "nginx-proxy", "external-http", "external-https")
-GATEWAY_LABELS = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,7 @@ def virtual_service_routes(virtual_service: Mapping[str, Any]) -> tuple[dict[str
 
 def sample_topology() -> Topology:
     """The local target's topology: default namespaces, routes from ``bookinfo-gateway.yaml``."""
-    from meshjwt.kube.workloads import manifests_dir
-
-    docs = yaml.safe_load_all((manifests_dir() / "bookinfo-gateway.yaml").read_text())
+    docs = yaml.safe_load_all((workloads_dir() / "bookinfo-gateway.yaml").read_text())
     service = next(d for d in docs if d and d.get("kind") == "VirtualService")
     return Topology(gateway_routes=virtual_service_routes(service))
 
@@ -72,7 +69,7 @@ def build(
     each workload server (:data:`BACKENDS`, the external ones optional); ``labels`` may give a
     workload's pod labels (by workload name) where they differ from the samples'."""
     t, labels = topology, labels or {}
-    httpbin = Workload("httpbin", t.namespace, labels.get("httpbin", {"app": "httpbin", "version": "v1"}), "sidecar")
+    httpbin = Workload("httpbin", t.namespace, labels.get("httpbin", HTTPBIN_LABELS), "sidecar")
     productpage = Workload("productpage", t.bookinfo_namespace,
                            labels.get("productpage", {"app": "productpage", "version": "v1"}), "sidecar")  # fmt: skip
     gateway = Workload("istio-ingressgateway", t.root_namespace, labels.get("istio-ingressgateway", GATEWAY_LABELS),

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from meshjwt import __version__
+from meshjwt.mesh import MeshInfo
 from meshjwt.scenarios.model import Expectation
 from meshjwt.scenarios.runner import CaseResult
-from meshjwt.targets.base import MeshInfo
 from meshjwt.tokens import scrub
 
 API_VERSION = "meshjwt.conformance/v1alpha1"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshjwt.errors import ConfigError
-from meshjwt.targets.base import MeshInfo, Request
+from meshjwt.mesh import MeshInfo, Request
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, replace
 from meshjwt import features
 from meshjwt.converge import Outcome, converge_many
 from meshjwt.errors import EnvironmentProblem, TargetCannot, UnsupportedField
+from meshjwt.mesh import Mesh, MeshInfo, Request
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
 from meshjwt.settings import Settings
-from meshjwt.targets.base import Mesh, MeshInfo, Request
 from meshjwt.tokens import TokenFactory, mask, scrub
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from meshjwt.converge import converge
+from meshjwt.mesh import Response
 from meshjwt.scenarios.loader import read_resources
 from meshjwt.scenarios.model import substitute
 from meshjwt.security.backends import BACKENDS, PRIVATE_PATH, PUBLIC_PATH, WebBackend, missing_reason
 from meshjwt.security.corpus import Corpus
 from meshjwt.settings import Timeouts
-from meshjwt.targets.base import Response
 from meshjwt.targets.local import LocalMesh
 
 MODES = ("NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES")

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from meshjwt.mesh import Mesh
 from meshjwt.pytest_plugin.mesh import RUNNER
 from meshjwt.pytest_plugin.options import SETTINGS
 from meshjwt.security import report as security_report
@@ -23,7 +24,6 @@ from meshjwt.security.backends import BACKENDS
 from meshjwt.security.corpus import DEFAULT_MUTATIONS, DEFAULT_SEED, Corpus
 from meshjwt.security.probe import MODES, POLICIES, Combination, ProbeSetup, run_combination, start_backends
 from meshjwt.settings import Settings
-from meshjwt.targets.base import Mesh
 
 try:  # the conformance report's hook for extra sections (meshjwt/pytest_plugin/report.py)
     from meshjwt.pytest_plugin.report import REPORT_SECTIONS

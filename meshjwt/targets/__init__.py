@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from meshjwt.errors import ConfigError
-from meshjwt.targets.base import Mesh
+from meshjwt.mesh import Mesh
 
 #: target name → "module:Class"; modules are imported only when chosen.
 TARGETS: dict[str, str] = {

@@ -17,10 +17,10 @@ from meshjwt import pki
 from meshjwt.errors import ConfigError, EnvironmentProblem, TargetCannot
 from meshjwt.kube import binaries, plans
 from meshjwt.kube.kubectl import Kubectl, first_line
-from meshjwt.kube.mesh import KubeMesh, log
 from meshjwt.kube.versions import KUBECTL_VERSION
+from meshjwt.mesh import MeshInfo
 from meshjwt.settings import Settings
-from meshjwt.targets.base import MeshInfo
+from meshjwt.targets.kube import KubeMesh, log
 
 #: Istio kinds the run applies (group → plural resource names), found through discovery.
 ISTIO_RESOURCES = {
@@ -84,6 +84,22 @@ class ClusterMesh(KubeMesh):
     """Connects with --kubeconfig/--context; deletes only the namespaces it created (unless kept)."""
 
     name = "cluster"
+    options = KubeMesh.options + (
+        ("--kubeconfig", {"dest": "kubeconfig", "default": None,
+                          "help": "cluster: kubeconfig of the data-plane cluster (default: $KUBECONFIG / "
+                                  "~/.kube/config)"}),
+        ("--context", {"dest": "context", "default": None, "help": "cluster: kubeconfig context to use"}),
+        ("--control-plane-kubeconfig", {"dest": "control_plane_kubeconfig", "default": None,
+                                        "help": "cluster: kubeconfig where Istio resources are applied (managed "
+                                                "meshes)"}),
+        ("--namespace-prefix", {"dest": "namespace_prefix", "default": None,
+                                "help": "cluster: prefix of this run's namespaces (a random suffix follows; default "
+                                        "mjwt); existing namespaces are never reused"}),
+        ("--keep-on-failure", {"dest": "keep_on_failure", "action": "store_true", "default": False,
+                               "help": "cluster: keep this run's namespaces when a case failed"}),
+        ("--root-namespace", {"dest": "root_namespace", "default": None,
+                              "help": "cluster: Istio root namespace (default istio-system)"}),
+    )  # fmt: skip
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         super().__init__(settings, jwks_json)

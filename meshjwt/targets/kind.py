@@ -14,11 +14,12 @@ from meshjwt.errors import EnvironmentProblem
 from meshjwt.kube import binaries, plans, workloads
 from meshjwt.kube.docker import require_docker
 from meshjwt.kube.kubectl import Kubectl
-from meshjwt.kube.mesh import KubeMesh, log
 from meshjwt.kube.tools import describe, run_tool
-from meshjwt.kube.versions import KIND_VERSION, KUBECTL_VERSION, istio_release
+from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES, KIND_VERSION, KUBECTL_VERSION, istio_release
+from meshjwt.mesh import MeshInfo
+from meshjwt.samples import EXTERNAL_JWKS_HOST
 from meshjwt.settings import Settings
-from meshjwt.targets.base import MeshInfo
+from meshjwt.targets.kube import KubeMesh, log
 
 STATE_CONFIGMAP = "meshjwt-state"
 CA_SECRET = "meshjwt-external-ca"
@@ -28,6 +29,20 @@ class KindMesh(KubeMesh):
     """Creates (or, with --keep-cluster, reuses) ``meshjwt-<minor>`` and deletes what it created."""
 
     name = "kind"
+    options = KubeMesh.options + (
+        ("--istio-version", {"dest": "istio_version", "default": None, "metavar": "X.Y[.Z]",
+                             "help": f"kind: Istio to install (supported: {', '.join(sorted(ISTIO_RELEASES))}; "
+                                     f"default {DEFAULT_ISTIO}, each with its pinned patch and node image)"}),
+        ("--keep-cluster", {"dest": "keep_cluster", "action": "store_true", "default": False,
+                            "help": "kind: keep the cluster after the run and reuse it next time (refused if it "
+                                    "was made with another configuration)"}),
+        ("--cluster-name", {"dest": "cluster_name", "default": None,
+                            "help": "kind: cluster name (default meshjwt-<istio minor>)"}),
+        ("--kind-path", {"dest": "kind_path", "default": None,
+                         "help": "kind: use this kind binary instead of the pinned download (air-gapped sites)"}),
+        ("--istioctl-path", {"dest": "istioctl_path", "default": None,
+                             "help": "kind: use this istioctl (must match --istio-version) instead of the download"}),
+    )  # fmt: skip
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         super().__init__(settings, jwks_json)
@@ -47,7 +62,7 @@ class KindMesh(KubeMesh):
             "BOOKINFO_NAMESPACE": "default",
             "ROOT_NAMESPACE": "istio-system",
             "EXTERNAL_NAMESPACE": "jwks-external",
-            "EXTERNAL_JWKS_HOST": workloads.EXTERNAL_JWKS_HOST,
+            "EXTERNAL_JWKS_HOST": EXTERNAL_JWKS_HOST,
         }
         self.ingress_url = self.ingress_url or f"http://127.0.0.1:{plans.INGRESS_NODE_PORTS['http']}"
 
@@ -234,7 +249,7 @@ class KindMesh(KubeMesh):
         assert self.data is not None
         cm = self.data.json(["get", "configmap", "coredns", "-n", "kube-system"])
         target = f"jwks-external.{self.vars['EXTERNAL_NAMESPACE']}.svc.cluster.local"
-        corefile = workloads.corefile_with_rewrite(cm["data"]["Corefile"], workloads.EXTERNAL_JWKS_HOST, target)
+        corefile = workloads.corefile_with_rewrite(cm["data"]["Corefile"], EXTERNAL_JWKS_HOST, target)
         if corefile != cm["data"]["Corefile"]:
             cm["data"]["Corefile"] = corefile
             for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
@@ -248,7 +263,7 @@ class KindMesh(KubeMesh):
         """The external JWKS endpoint's (cert, key, CA cert) PEMs."""
         ca_cert, ca_key = self._external_ca()
         fqdn = f"jwks-external.{self.vars['EXTERNAL_NAMESPACE']}.svc.cluster.local"
-        return (*pki.server_cert(ca_cert, ca_key, [workloads.EXTERNAL_JWKS_HOST, fqdn], days=365), ca_cert)
+        return (*pki.server_cert(ca_cert, ca_key, [EXTERNAL_JWKS_HOST, fqdn], days=365), ca_cert)
 
     def artifacts(self, directory: str) -> list[str]:
         self.failed = True

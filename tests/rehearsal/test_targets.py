@@ -15,9 +15,9 @@ from conftest import SimCluster, clusters_left, settings
 from meshjwt.errors import EnvironmentProblem
 from meshjwt.kube.kubectl import Kubectl
 from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
+from meshjwt.mesh import Request
 from meshjwt.scenarios.loader import BUILTIN_DIR, load_scenarios
 from meshjwt.scenarios.runner import ScenarioRunner
-from meshjwt.targets.base import Request
 from meshjwt.targets.cluster import ClusterMesh
 from meshjwt.targets.kind import KindMesh
 from meshjwt.tokens import TokenFactory

@@ -16,14 +16,15 @@ from typing import Any
 import yaml
 
 from meshjwt.errors import EnvironmentProblem, TargetCannot
-from meshjwt.kube import config_probe, readiness, workloads
+from meshjwt.kube import readiness, workloads
 from meshjwt.kube.curl import CurlResult, Transfer, batch_config, parse_batch
 from meshjwt.kube.kubectl import Kubectl, ResourceRef, first_line
 from meshjwt.kube.plans import RUN_LABEL, exec_args
-from meshjwt.localmesh.topology import GATEWAY_LABELS
 from meshjwt.localmesh.world import Workload
+from meshjwt.mesh import Mesh, Request, Response
+from meshjwt.samples import GATEWAY_LABELS, HTTPBIN_LABELS
 from meshjwt.settings import Settings
-from meshjwt.targets.base import Mesh, Request, Response
+from meshjwt.targets import config_probe
 
 
 def log(message: str) -> None:
@@ -34,6 +35,19 @@ class KubeMesh(Mesh):
     """Base of targets backed by a Kubernetes cluster with Istio; subclasses bring the cluster up."""
 
     name = "kube"
+    #: options both cluster targets take
+    options = (
+        ("--kubectl-path", {"dest": "kubectl_path", "default": None,
+                            "help": "use this kubectl instead of the pinned download"}),
+        ("--image-registry", {"dest": "image_registry", "default": None, "metavar": "HOST[/PATH]",
+                              "help": "pull workload images (and Istio's on kind, as HOST/istio) from this mirror"}),
+        ("--ingress-url", {"dest": "ingress_url", "default": None, "metavar": "URL",
+                           "help": "ingress gateway address (default: kind NodePort mapping, or the gateway "
+                                   "Service's load-balancer address)"}),
+        ("--injection-label", {"dest": "injection_label", "default": None, "metavar": "KEY=VALUE",
+                               "help": "label enabling sidecar injection (default istio-injection=enabled; "
+                                       "e.g. istio.io/rev=asm-managed)"}),
+    )  # fmt: skip
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         self.settings, self.jwks_json = settings, jwks_json
@@ -173,7 +187,7 @@ class KubeMesh(Mesh):
         """The proxies scenarios configure: (workload as istiod selects it, namespace, deployment)."""
         ns, root = self.vars["NAMESPACE"], self.vars["ROOT_NAMESPACE"]
         gateway = Workload("istio-ingressgateway", root, dict(GATEWAY_LABELS))
-        return [(Workload("httpbin", ns, {"app": "httpbin", "version": "v1"}), ns, "httpbin"),
+        return [(Workload("httpbin", ns, dict(HTTPBIN_LABELS)), ns, "httpbin"),
                 (gateway, root, "istio-ingressgateway")]  # fmt: skip
 
     def await_proxies(

@@ -55,6 +55,11 @@ class Mesh(abc.ABC):
     """A mesh the suite can drive. One instance per pytest session, chosen by ``--target``."""
 
     name: ClassVar[str]
+    #: this target's own pytest options, ``(flag, argparse keyword arguments)``; their values reach the
+    #: target as ``settings.extra[dest]`` (as each pytest-testinfra backend takes its own arguments)
+    options: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = ()
+    #: this target's defaults for the named timeouts (``Timeouts`` field → seconds); the user's win
+    default_timeouts: ClassVar[Mapping[str, float]] = {}
 
     @abc.abstractmethod
     def start(self) -> None:
