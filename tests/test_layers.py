@@ -56,7 +56,8 @@ def test_no_cycle_between_units():
         graph.setdefault(unit, set()).add(target)
 
     def reaches(start: str, goal: str, seen: set[str]) -> bool:
-        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in graph.get(start, ()))
+        nexts = graph.get(start, ())
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in nexts)
 
     cycles = sorted(unit for unit in graph if reaches(unit, unit, {unit}))
     assert not cycles, f"units on an import cycle: {cycles}"
