@@ -839,13 +839,7 @@ def test_project_workloads_deploy_and_become_ready(server: ApiServer, kube: Kube
         namespace = variables[ns_var]
 
         def check(namespace: str = namespace, name: str = name, proxy: readiness.ProxyKind = proxy) -> readiness.Check:
-            dep = kubectl.json(["get", "deployment", name, "-n", namespace])
-            ok, reason = readiness.deployment_rolled_out(dep)
-            if not ok:
-                return ok, reason
-            selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
-            pods = kubectl.json(["get", "pods", "-n", namespace, "-l", selector]).get("items", [])
-            return readiness.pods_ready(pods, proxy=proxy, app=name)
+            return readiness.deployment_ready(kubectl.json, namespace, name, proxy)
 
         readiness.wait_for(check, timeout=WAIT, what=f"{namespace}/{name}", interval=0.05)
     assert kubectl.json(["get", "virtualservice", "bookinfo", "-n", "wl-bookinfo"])["spec"]["gateways"] == [

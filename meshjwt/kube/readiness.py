@@ -73,6 +73,20 @@ def pods_ready(pods: list[Mapping[str, Any]], *, proxy: ProxyKind, app: str = ""
     return True, f"{len(pods)} pod(s) ready"
 
 
+def deployment_ready(
+    get_json: Callable[[list[str]], Mapping[str, Any]], namespace: str, deployment: str, proxy: ProxyKind
+) -> Check:
+    """What ``kubectl rollout status`` checks, then every pod of it ready with its proxy; ``get_json``
+    runs ``kubectl ARGS -o json`` (e.g. :meth:`meshjwt.kube.kubectl.Kubectl.json`)."""
+    dep = get_json(["get", "deployment", deployment, "-n", namespace])
+    ok, reason = deployment_rolled_out(dep)
+    if not ok:
+        return ok, reason
+    selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+    pods = get_json(["get", "pods", "-n", namespace, "-l", selector]).get("items", [])
+    return pods_ready(pods, proxy=proxy, app=deployment)
+
+
 def wait_for(
     check: Callable[[], Check],
     *,

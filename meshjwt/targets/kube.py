@@ -135,13 +135,7 @@ class KubeMesh(Mesh):
         data = self.data
 
         def check() -> readiness.Check:
-            dep = data.json(["get", "deployment", deployment, "-n", namespace])
-            ok, reason = readiness.deployment_rolled_out(dep)
-            if not ok:
-                return ok, reason
-            selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
-            pods = data.json(["get", "pods", "-n", namespace, "-l", selector]).get("items", [])
-            return readiness.pods_ready(pods, proxy=proxy, app=deployment)
+            return readiness.deployment_ready(data.json, namespace, deployment, proxy)
 
         readiness.wait_for(check, timeout=timeout, what=f"{namespace}/{deployment} (timeout '{name}')",
                            interval=self.settings.timeouts.ready_poll)  # fmt: skip
