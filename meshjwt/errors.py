@@ -10,18 +10,27 @@ class MeshJwtError(Exception):
         return " ".join(str(self.args[0]).split()) if self.args else self.__class__.__name__
 
 
+class FailsCase(MeshJwtError):
+    """Raised while running a case, it fails the case (verdict error) with its one line."""
+
+
+class SkipsCase(MeshJwtError):
+    """Raised while running a case, it reports the case unsupported (skipped, never failed or passed)."""
+
+
 class ConfigError(MeshJwtError):
-    """Bad option, bad scenario file, unknown target: fix your input."""
+    """Bad option, bad scenario file, unknown target: fix your input (the run stops with a usage error)."""
 
 
-class UnsupportedField(MeshJwtError):
-    """An Istio field the local reference mesh does not implement (never silently ignored)."""
+class UnsupportedField(FailsCase):
+    """An Istio field the local reference mesh does not implement (never silently ignored): the case fails."""
 
 
-class EnvironmentProblem(MeshJwtError):
-    """Something missing on the machine: Docker, a binary, a free port, a reachable cluster."""
+class EnvironmentProblem(FailsCase):
+    """Something missing or failing on the machine or cluster: Docker, a binary, a free port, a reachable
+    cluster, an apply. At start the run ends with it (exit 3); during a case, the case fails."""
 
 
-class TargetCannot(MeshJwtError):
-    """The target cannot provide what a scenario needs (e.g. another JWKS fetch mode on a running mesh):
-    the scenario is reported unsupported, never failed."""
+class TargetCannot(SkipsCase):
+    """The target cannot provide what a scenario needs (e.g. another JWKS fetch mode on a mesh it does not
+    own): the scenario is reported unsupported, never failed."""

@@ -16,7 +16,7 @@ from typing import Any
 from meshjwt import __version__
 from meshjwt.mesh import MeshInfo
 from meshjwt.scenarios.model import Expectation
-from meshjwt.scenarios.runner import CaseResult
+from meshjwt.scenarios.runner import CaseResult, Verdict
 from meshjwt.tokens import scrub
 
 API_VERSION = "meshjwt.conformance/v1alpha1"
@@ -78,7 +78,8 @@ def shown_path(source: str) -> str:
 
 def verdict_of(result: CaseResult) -> str:
     """The report verdict: the runner's, with a case left pending (it raised) reported as ``error``."""
-    return result.verdict if result.verdict in COUNTED_AS else "error"
+    verdict = Verdict(result.verdict).value
+    return verdict if verdict in COUNTED_AS else Verdict.ERROR.value
 
 
 def overall(statistics: Mapping[str, int]) -> str:

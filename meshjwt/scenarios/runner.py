@@ -7,18 +7,29 @@ import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 
 from meshjwt import features
 from meshjwt.converge import Outcome, converge_many
-from meshjwt.errors import EnvironmentProblem, TargetCannot, UnsupportedField
+from meshjwt.errors import EnvironmentProblem, SkipsCase, TargetCannot, UnsupportedField
 from meshjwt.mesh import Mesh, MeshInfo, Request
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
 from meshjwt.settings import Settings
 from meshjwt.tokens import TokenFactory, mask, scrub
 
 
-class Unsupported(Exception):
+class Unsupported(SkipsCase):
     """The case needs something this target cannot do; reported as unsupported, never as failed."""
+
+
+class Verdict(str, Enum):
+    """A case's verdict, carried as data from the runner to the test and the report."""
+
+    PENDING = "pending"  # not decided (the case raised before converging)
+    PASSED = "passed"
+    FAILED = "failed"
+    UNSUPPORTED = "unsupported"  # reported, never counted as failed
+    ERROR = "error"  # input the target cannot apply, or a cluster that failed the apply
 
 
 @dataclass
@@ -31,7 +42,7 @@ class CaseResult:
     expected: Expectation
     outcome: Outcome | None = None
     missing_features: Mapping[str, str] = field(default_factory=dict)  # feature → why this mesh lacks it
-    verdict: str = "pending"  # passed | failed | unsupported | error (input the target cannot translate)
+    verdict: Verdict = Verdict.PENDING
     detail: str = ""
 
     @property
@@ -156,13 +167,13 @@ class ScenarioRunner:
             request, shown = self.build_request(case)
         except Unsupported as exc:  # e.g. a token the target cannot make (an attacker JWKS it cannot serve)
             result = CaseResult(case=case, scenario=scenario, request="(not sent)", expected=expected,
-                                verdict="unsupported", detail=str(exc))  # fmt: skip
+                                verdict=Verdict.UNSUPPORTED, detail=str(exc))  # fmt: skip
             return result, Request()
         result = CaseResult(case=case, scenario=scenario, request=shown, expected=expected)
         missing = features.unsupported(result.features, info.flavor, info.version,
                                        self.settings.supported_features, self.settings.exempt_features)  # fmt: skip
         if missing:
-            result.verdict, result.missing_features = "unsupported", missing
+            result.verdict, result.missing_features = Verdict.UNSUPPORTED, missing
             result.detail = "; ".join(f"{name}: {why}" for name, why in missing.items())
         return result, request
 
@@ -178,21 +189,21 @@ class ScenarioRunner:
             return result
         result, request = self._prepare(scenario, case)
         self.results.append(result)
-        if result.verdict == "unsupported":
+        if result.verdict == Verdict.UNSUPPORTED:
             raise Unsupported(result.detail)
         try:
             self.ensure(scenario)
         except Unsupported as exc:
-            result.verdict, result.detail = "unsupported", str(exc)
+            result.verdict, result.detail = Verdict.UNSUPPORTED, str(exc)
             raise
         except (UnsupportedField, EnvironmentProblem) as exc:
-            result.verdict, result.detail = "error", str(exc)
+            result.verdict, result.detail = Verdict.ERROR, str(exc)
             raise
         batch = [(result, request)]
         for other in self._planned.get(scenario.name, []):
             if other.id != case.id and other.id not in self._ready and not self._ran(other):
                 prepared = self._prepare(scenario, other)
-                if prepared[0].verdict != "unsupported":
+                if prepared[0].verdict != Verdict.UNSUPPORTED:
                     batch.append(prepared)
         self._converge(batch)
         for other, _ in batch[1:]:
@@ -212,7 +223,7 @@ class ScenarioRunner:
                                  self.settings.timeouts)  # fmt: skip
         for (result, _), outcome in zip(batch, outcomes, strict=True):
             result.outcome = outcome
-            result.verdict = "passed" if outcome.passed else "failed"
+            result.verdict = Verdict.PASSED if outcome.passed else Verdict.FAILED
             if not outcome.passed:
                 t, expected, case, last = self.settings.timeouts, result.expected, result.case, outcome.last
                 accepted = (f"ATTACK ACCEPTED: the mesh answered {last.status} to token {case.token.describe()}"
