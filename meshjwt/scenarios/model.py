@@ -106,6 +106,12 @@ class TokenSpec:
     def present(self) -> bool:
         return self.kind is not None or self.literal is not None
 
+    @property
+    def is_attack(self) -> bool:
+        """A token that must not get through (anything but none or the run's own valid one): a 2xx to it is
+        an accepted attack."""
+        return self.present and self.kind != "valid"
+
     def describe(self) -> str:
         if not self.present:
             return "none"

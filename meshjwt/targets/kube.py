@@ -65,8 +65,6 @@ class KubeMesh(Mesh):
         self.exec_calls = 0  # kubectl exec calls that sent requests (one per convergence round)
         self.probe_calls = 0  # kubectl exec calls that read a proxy's config (after each apply)
         self.unprobed: set[str] = set()  # namespace/deployment whose proxy config this run may not read
-        self._applied_before: list[tuple[ResourceRef, dict[str, Any]]] = []
-        self._cleared: list[tuple[ResourceRef, dict[str, Any]]] = []
 
     # --- phases ---------------------------------------------------------------------------
     def phase(self, name: str, started: float) -> None:
@@ -159,23 +157,27 @@ class KubeMesh(Mesh):
             doc["metadata"].setdefault("namespace", self.vars["NAMESPACE"])
             wanted.append((ResourceRef.of(doc), doc))
         keep = {ref for ref, _ in wanted}
-        self._applied_before = list(self._applied) + self._cleared
-        self._cleared = []
+        previous = [doc for _, doc in self._applied]
         for ref, _ in self._applied:
             if ref not in keep:
                 target.delete(ref, timeout=self.settings.timeouts.apply)
         self._applied = [item for item in self._applied if item[0] in keep]
         target.apply([doc for _, doc in wanted], timeout=self.settings.timeouts.apply)
-        previous, self._applied = [doc for _, doc in self._applied_before], wanted
+        self._applied = wanted
         self.await_proxies([doc for _, doc in wanted], previous)
 
     def clear(self) -> None:
+        """Delete what the run applied and wait until the proxies run without it: the next scenario starts
+        from a mesh with none of this one's policies (nor their proxies' JWKS caches)."""
         target = self.control or self.data
         if target is None:
             return
+        previous = [doc for _, doc in self._applied]
         for ref, _ in reversed(self._applied):
             target.delete(ref, timeout=self.settings.timeouts.apply)
-        self._cleared, self._applied = self._cleared + self._applied, []
+        self._applied = []
+        if self.data is not None and previous:
+            self.await_proxies([], previous)
 
     def proxies(self) -> list[tuple[Workload, str, str]]:
         """The proxies scenarios configure: (workload as istiod selects it, namespace, deployment)."""
