@@ -19,8 +19,8 @@ from typing import Any, TextIO
 from meshjwt.errors import ConfigError
 from meshjwt.keys import KeySet
 from meshjwt.localmesh.topology import Topology
+from meshjwt.placeholders import substitute
 from meshjwt.scenarios.loader import read_resources
-from meshjwt.scenarios.model import substitute
 from meshjwt.settings import Settings, Timeouts
 from meshjwt.targets.local import LocalMesh
 from meshjwt.tokens import DEFAULT_ISSUER, DEFAULT_SUBJECT, TokenFactory

@@ -169,9 +169,17 @@ def test_workloads_render_with_mirror_and_required_shapes():
     assert [d["kind"] for d in docs][:3] == ["Namespace"] * 3
 
 
-def test_substitute_refuses_unknown_placeholders():
-    with pytest.raises(ConfigError, match=r"no value for \$\{NOPE\}"):
-        workloads.substitute("a: ${NOPE}", {})
+def test_one_placeholder_rule_for_keys_values_and_functions():
+    from meshjwt.placeholders import substitute
+
+    doc = {"labels": {"${KEY}": "${VALUE}"}, "items": ["x-${KEY}", 3]}
+    assert substitute(doc, {"KEY": "istio.io/rev", "VALUE": "canary"}, where="w") == {
+        "labels": {"istio.io/rev": "canary"}, "items": ["x-istio.io/rev", 3]}
+    with pytest.raises(ConfigError, match=r"^f.yaml: unknown variable \$\{NOPE\}; known: KEY$"):
+        substitute("a: ${NOPE}", {"KEY": "k"}, where="f.yaml")
+    assert substitute("${NOPE}", {}, where="w", strict=False) == "${NOPE}"
+    lower_a = lambda name: name.lower() if name == "A" else None  # noqa: E731
+    assert substitute("${A}-${B}", lower_a, where="w", strict=False) == "a-${B}"
 
 
 def test_rewrite_image():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
-import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ import jsonschema
 import yaml
 
 from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES
+from meshjwt.placeholders import substitute
 from meshjwt.samples import EXTERNAL_JWKS_HOST
 
 DEFAULT_PATHS = ("manifests", "suites/scenarios")
@@ -41,7 +41,6 @@ PLAUSIBLE: dict[str, str] = {
     "INJECTION_LABEL_KEY": "istio-injection",
     "INJECTION_LABEL_VALUE": "enabled",
 }
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
 def plausible(name: str) -> str:
@@ -50,14 +49,8 @@ def plausible(name: str) -> str:
 
 
 def fill(value: Any) -> Any:
-    """Substitute placeholders in every string (keys included) of a parsed document."""
-    if isinstance(value, str):
-        return PLACEHOLDER.sub(lambda m: plausible(m.group(1)), value)
-    if isinstance(value, list):
-        return [fill(v) for v in value]
-    if isinstance(value, dict):
-        return {fill(k): fill(v) for k, v in value.items()}
-    return value
+    """Substitute placeholders in every string (keys included) of a parsed document with plausible values."""
+    return substitute(value, plausible, where="validate")
 
 
 def _strict(schema: Any) -> Any:

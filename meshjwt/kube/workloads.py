@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,9 +9,9 @@ import yaml
 
 from meshjwt.errors import ConfigError
 from meshjwt.kube.readiness import ProxyKind
+from meshjwt.placeholders import substitute
 from meshjwt.samples import workloads_dir
 
-PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 #: deployment order: namespaces first, JWKS servers before anything that could use them.
 WORKLOAD_FILES = (
     "namespaces.yaml",
@@ -34,18 +33,6 @@ DEPLOYMENTS: tuple[tuple[str, str, ProxyKind], ...] = (
     ("BOOKINFO_NAMESPACE", "reviews-v1", "sidecar"),
     ("BOOKINFO_NAMESPACE", "productpage-v1", "sidecar"),
 )
-
-
-def substitute(text: str, variables: Mapping[str, str], *, source: str = "manifest") -> str:
-    """Replace every ``${NAME}``; an unknown name is a ConfigError (never left in)."""
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in variables:
-            raise ConfigError(f"{source}: no value for ${{{name}}}")
-        return str(variables[name])
-
-    return PLACEHOLDER.sub(one, text)
 
 
 def rewrite_image(image: str, registry: str | None) -> str:
@@ -70,8 +57,8 @@ def load(variables: Mapping[str, str], *, image_registry: str | None = None) -> 
     directory = workloads_dir()
     docs: list[dict[str, Any]] = []
     for name in WORKLOAD_FILES:
-        text = substitute((directory / name).read_text(), variables, source=name)
-        for doc in yaml.safe_load_all(text):
+        for raw in yaml.safe_load_all((directory / name).read_text()):
+            doc = substitute(raw, variables, where=name)
             if doc:
                 _images(doc, image_registry)
                 docs.append(doc)

@@ -19,7 +19,8 @@ import yaml
 from meshjwt.data import builtin_scenarios_dir
 from meshjwt.errors import ConfigError
 from meshjwt.mesh import Request
-from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
+from meshjwt.placeholders import substitute
+from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec
 from meshjwt.tokens import TokenFactory
 
 BUILTIN_DIR = builtin_scenarios_dir()

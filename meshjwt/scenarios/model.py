@@ -7,29 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshjwt.errors import ConfigError
 from meshjwt.mesh import MeshInfo, Request
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def substitute(value: Any, variables: Mapping[str, str], *, where: str, strict: bool = True) -> Any:
-    """Replace ``${NAME}`` in every string of ``value``; unknown names are an error when ``strict``."""
-    if isinstance(value, str):
-        def one(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in variables:
-                return str(variables[name])
-            if strict:
-                raise ConfigError(f"{where}: unknown variable ${{{name}}}; known: {', '.join(sorted(variables))}")
-            return match.group(0)
-
-        return _VAR.sub(one, value)
-    if isinstance(value, list):
-        return [substitute(v, variables, where=where, strict=strict) for v in value]
-    if isinstance(value, dict):
-        return {k: substitute(v, variables, where=where, strict=strict) for k, v in value.items()}
-    return value
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -13,7 +13,8 @@ from meshjwt import features
 from meshjwt.converge import Outcome, converge_many
 from meshjwt.errors import EnvironmentProblem, SkipsCase, TargetCannot, UnsupportedField
 from meshjwt.mesh import Mesh, MeshInfo, Request
-from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec, substitute
+from meshjwt.placeholders import substitute
+from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec
 from meshjwt.settings import Settings
 from meshjwt.tokens import TokenFactory, mask, scrub
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from meshjwt.converge import converge
 from meshjwt.mesh import Response
+from meshjwt.placeholders import substitute
 from meshjwt.scenarios.loader import read_resources
-from meshjwt.scenarios.model import substitute
 from meshjwt.security.backends import BACKENDS, PRIVATE_PATH, PUBLIC_PATH, WebBackend, missing_reason
 from meshjwt.security.corpus import Corpus
 from meshjwt.settings import Timeouts
