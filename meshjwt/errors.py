@@ -25,3 +25,8 @@ class EnvironmentProblem(MeshJwtError):
 class TargetCannot(MeshJwtError):
     """The target cannot provide what a scenario needs (e.g. another JWKS fetch mode on a running mesh):
     the scenario is reported unsupported, never failed."""
+
+
+class ApplyRefused(MeshJwtError):
+    """The mesh refused the resources at apply time, as Istio's validation webhook does (``kubectl apply``
+    fails with its message); a scenario can expect it (``expectApply``)."""
