@@ -60,6 +60,7 @@ class ScenarioRunner:
     _planned: dict[str, list[Case]] = field(default_factory=dict)  # scenario → its cases selected for this run
     _ready: dict[str, CaseResult] = field(default_factory=dict)  # results converged with an earlier case
     _performed: set[str] = field(default_factory=set)  # cases whose actions were done (sequential scenarios)
+    _broken_steps: dict[str, str] = field(default_factory=dict)  # scenario → the step that could not be done
     _jwks_touched: bool = False  # a lifecycle operation changed the JWKS server: restore it before the next apply
     refused: dict[str, str] = field(default_factory=dict)  # scenario → the refusal it expected and got
 
@@ -243,9 +244,15 @@ class ScenarioRunner:
         if scenario.sequential:  # steps in time: earlier steps' operations first, then this one's, alone
             try:
                 for step in scenario.cases:
+                    if scenario.name in self._broken_steps:  # later steps would not test what they claim
+                        raise Unsupported(f"an earlier step could not be done: {self._broken_steps[scenario.name]}")
                     if step.id not in self._performed:
                         self._performed.add(step.id)
-                        self.perform(step.actions)
+                        try:
+                            self.perform(step.actions)
+                        except Unsupported as exc:
+                            self._broken_steps[scenario.name] = f"{step.name}: {exc}"
+                            raise
                     if step.id == case.id:
                         break
             except Unsupported as exc:
