@@ -21,6 +21,7 @@ from urllib.parse import unquote
 import yaml
 from aiohttp import web
 
+from meshjwt.localmesh.validation import jwt_rule_errors
 from rehearsal.apiserver import errors, exec_ws, patch, protobuf, rbac, tables, tls
 from rehearsal.apiserver.controllers import Controllers, Injector, pod_defaults
 from rehearsal.apiserver.errors import ApiError
@@ -36,6 +37,7 @@ MAX_LINE = 2 * 1024 * 1024  # exec commands travel in the query string
 STATUS_SUBRESOURCE = "status"
 CRD_KEY = "customresourcedefinitions.apiextensions.k8s.io"
 SSAR_KEY = "selfsubjectaccessreviews.authorization.k8s.io"
+ISTIO_VALIDATOR = "validatingwebhookconfigurations.admissionregistration.k8s.io"  # present once istiod is installed
 
 
 @dataclass
@@ -491,6 +493,11 @@ class ApiServer:
     def _admit(self, obj: dict[str, Any], target: Target) -> dict[str, Any]:
         """Defaults the real admission chain adds (cluster IPs, deployment fields, pod status)."""
         key = target.kind.key
+        if key == "requestauthentications.security.istio.io" and self.store.list(ISTIO_VALIDATOR):
+            refused = [e for rule in (obj.get("spec") or {}).get("jwtRules") or [] for e in jwt_rule_errors(rule)]
+            if refused:  # Istio's validating webhook, installed with istiod (validation.go, validateJwtRule)
+                raise ApiError(400, 'admission webhook "validation.istio.io" denied the request: configuration is '
+                                    f"invalid: {'; '.join(refused)}")  # fmt: skip
         if key == "secrets":
             _fold_string_data(obj)
         spec = obj.setdefault("spec", {}) if key in ("services", "deployments.apps", "pods") else None
