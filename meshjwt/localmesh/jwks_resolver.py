@@ -125,9 +125,19 @@ class JwksResolver:
         """One refresh cycle: re-fetch every entry that has keys; push once if any inlined body changed."""
         with self._lock:
             items = [(key, entry) for key, entry in self.entries.items() if entry.body is not None]
-        changed = False
-        for (issuer, uri), entry in items:
-            changed |= self._fetch_into(entry, uri, issuer)
+        results: list[bool] = []
+
+        def one(issuer: str, uri: str, entry: Entry) -> None:
+            results.append(self._fetch_into(entry, uri, issuer))
+
+        # in parallel, as istiod's goroutines: one slow server does not hold up the others' refresh
+        workers = [threading.Thread(target=one, args=(issuer, uri, entry), daemon=True)
+                   for (issuer, uri), entry in items]  # fmt: skip
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        changed = any(results)
         if changed:
             self._changed()
         with self._cycle:
