@@ -142,7 +142,8 @@ class ControlPlane:
             cluster = cluster_name(parts.hostname or "", port)
             # hybrid: istiod's model.LookupCluster matches the registry host by name only and builds
             # outbound|<port of the URI>||<host> without checking that the port exists
-            known_host = any(name.rsplit("|", 1)[-1] == cluster.rsplit("|", 1)[-1] for name in registry)
+            host = cluster.rsplit("|", 1)[-1]
+            known_host = any(name.startswith("outbound|") and name.rsplit("|", 1)[-1] == host for name in registry)
             if known_host or mode == "envoy":
                 if cluster not in registry:
                     notes.append(f"no cluster {cluster} for {uri}: the proxy's fetch fails (istiod does not check)")
