@@ -170,3 +170,14 @@ def test_space_delimited_claims_are_ignored_before_1_28() -> None:
         provider = next(iter(config["typedConfig"]["providers"].values()))
         claims[version] = provider["normalizePayloadInMetadata"]["spaceDelimitedClaims"]
     assert claims == {"1.27": ["permission", "scope"], "1.28": ["permission", "roles", "scope"]}
+
+
+def test_an_envoy_build_pypi_lacks_is_one_line_and_leaves_no_cache_entry(tmp_path, monkeypatch) -> None:
+    from meshjwt.errors import EnvironmentProblem
+    from meshjwt.localmesh.envoy_builds import cached_envoy
+
+    monkeypatch.setenv("MESHJWT_ENVOY_CACHE", str(tmp_path))
+    with pytest.raises(EnvironmentProblem, match=r"cannot fetch Envoy 0\.0\.1 .*--envoy-version installed") as info:
+        cached_envoy("0.0.1", timeout=120)
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

