@@ -34,3 +34,8 @@ class EnvironmentProblem(FailsCase):
 class TargetCannot(SkipsCase):
     """The target cannot provide what a scenario needs (e.g. another JWKS fetch mode on a mesh it does not
     own): the scenario is reported unsupported, never failed."""
+
+
+class ApplyRefused(FailsCase):
+    """The mesh refused the resources at apply time, as Istio's validation webhook does (``kubectl apply``
+    fails with its message); a scenario can expect it (``expectApply``), else the case fails."""

@@ -24,6 +24,8 @@ FEATURES: dict[str, str] = {
     "JWKS.EnvoyFetch": "the proxy fetches the JWKS (PILOT_JWT_ENABLE_REMOTE_JWKS=envoy)",
     "Authz.PathExclusion": "DENY with notRequestPrincipals and notPaths skips JWT on some paths",
     "Ingress": "requests through the ingress gateway",
+    "JWKS.Lifecycle": "the JWKS server changes over time (rotation, outage, late start) and istiod's cache follows",
+    "Validation.Webhook": "Istio's validation webhook refuses invalid resources at apply time",
     **{f"JWT.{alg}": f"tokens signed with {alg}" for alg in ALGORITHMS},
 }
 

@@ -111,3 +111,46 @@ class Mesh(abc.ABC):
         from meshjwt.errors import TargetCannot
 
         raise TargetCannot(f"the {self.name} target cannot serve an attacker JWKS (jku/x5u cases)")
+
+    # --- JWKS lifecycle (07-jwks-lifecycle): the in-cluster JWKS server (nginx-proxy) and istiod's cache ----
+    # Each default raises TargetCannot: a case needing an operation its target cannot do is unsupported.
+    def _cannot(self, what: str) -> None:
+        from meshjwt.errors import TargetCannot
+
+        raise TargetCannot(f"the {self.name} target cannot {what} (JWKS lifecycle case)")
+
+    def rotate_jwks(self, jwks_json: str) -> None:
+        """Make the in-cluster JWKS server (nginx-proxy ``/get_jwks``) serve ``jwks_json`` from now on."""
+        self._cannot("rotate the keys its JWKS server serves")
+
+    def jwks_server_down(self) -> None:
+        """Take the in-cluster JWKS server down (requests to it get no answer)."""
+        self._cannot("take its JWKS server down")
+
+    def jwks_server_up(self) -> None:
+        """Bring the in-cluster JWKS server back (healthy, serving its keys)."""
+        self._cannot("bring its JWKS server up")
+
+    def slow_jwks_server(self, seconds: float) -> None:
+        """Make the in-cluster JWKS server wait ``seconds`` before each answer."""
+        self._cannot("slow its JWKS server down")
+
+    def serve_jwks_body(self, body: str) -> None:
+        """Make the in-cluster JWKS server answer 200 with ``body`` (no JWKS) instead of its keys."""
+        self._cannot("make its JWKS server answer something else than a JWKS")
+
+    def redirect_jwks(self) -> None:
+        """Make the in-cluster JWKS server answer a 302 redirect to its keys."""
+        self._cannot("make its JWKS server redirect")
+
+    def await_jwks_refresh(self) -> None:
+        """Return once istiod completed its next periodic JWKS refresh (and the push that follows it)."""
+        self._cannot("wait for istiod's next JWKS refresh")
+
+    def restore_jwks_server(self) -> None:  # noqa: B027 - optional: nothing to undo where nothing could be done
+        """Undo the operations above (healthy server, the run's keys). Safe to call when none was done."""
+
+    def fake_jwks_signing_key(self) -> Any:
+        """The private key of the substitute key set istiod inlines on versions that leaked it (``FakeJwks``),
+        as a :class:`meshjwt.keys.SigningKey`; a target that cannot provide it raises TargetCannot."""
+        self._cannot("sign with Istio's leaked FakeJwks key (it is Istio's; the suite never ships it)")

@@ -34,6 +34,9 @@ class TokenFactory:
         self.lifetime = lifetime
         self._stray_key = None  # a key not in the JWKS, made on first use
         self._attacker: SigningKey | None = None  # the attacker's RSA key (jwk/jku/x5u attacks), made on first use
+        self._rotated: SigningKey | None = None  # the issuer's next key (JWKS rotation), made on first use
+        #: the key of the substitute key set istiod inlines on versions that leaked it (from the mesh, per run)
+        self.fake_jwks_key: SigningKey | None = None
 
     def claims(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Default claims (iss, sub, iat, exp) overlaid with ``extra``; a ``None`` value drops a claim."""
@@ -119,6 +122,33 @@ class TokenFactory:
         """Three parts, but the payload is not base64url."""
         header, _, signature = self.valid(alg, claims).split(".")
         return f"{header}.%%%not-base64%%%.{signature}"
+
+    # --- JWKS lifecycle kinds (07-jwks-lifecycle) ----------------------------------------------------
+    @property
+    def rotated(self) -> SigningKey:
+        """The issuer's next RSA key: published only once a case rotates the served JWKS."""
+        if self._rotated is None:
+            self._rotated = generate_key("RS256", kid=f"rotated-{secrets.token_hex(4)}")
+        return self._rotated
+
+    def rotated_jwks_json(self) -> str:
+        """The run's JWKS with :attr:`rotated` added (old keys still published, as in a graceful rotation)."""
+        jwks = self.keys.jwks()
+        return json.dumps({"keys": [*jwks["keys"], self.rotated.jwk]}, separators=(",", ":"))
+
+    def rotated_key(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None) -> str:
+        """Signed with the issuer's next key (:attr:`rotated`)."""
+        header = self._header("RS256", self.rotated.kid, None)
+        return self._forge(header, self.claims(claims), self._signer("RS256", self.rotated.private))
+
+    def istio_fake_jwks(self, alg: str = "RS256", claims: Mapping[str, Any] | None = None) -> str:
+        """Signed with the private key of istiod's substitute key set (``FakeJwks``, leaked in Istio's source);
+        the key comes from the mesh (:attr:`fake_jwks_key`)."""
+        if self.fake_jwks_key is None:
+            raise ValueError("no FakeJwks key: the target provides it (Mesh.fake_jwks_signing_key)")
+        key = self.fake_jwks_key
+        header = self._header("RS256", key.kid or None, None)
+        return self._forge(header, self.claims(claims), self._signer("RS256", key.private))
 
     # --- attack kinds (jwt_tool's playbook and friends; see suites/scenarios/06-token-attacks.yaml) --------
     # Each takes ``jose``: members merged into (or, with value None, dropped from) the JOSE header.
@@ -316,7 +346,7 @@ TokenFactory.KINDS = {
     for name in (
         "valid", "expired", "not_yet_valid", "wrong_issuer", "wrong_audience", "tampered_signature",
         "tampered_payload", "unknown_kid", "alg_none", "hs256_with_rsa_public_key", "malformed",
-        "bad_base64_payload",
+        "bad_base64_payload", "rotated_key", "istio_fake_jwks",
     )
 }  # fmt: skip
 _ATTACK_KINDS = (

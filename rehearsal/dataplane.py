@@ -30,8 +30,10 @@ from meshjwt.kube.workloads import EXTERNAL_JWKS_CA_SECRET
 from meshjwt.localmesh import processes
 from meshjwt.localmesh.control_plane import KINDS, ControlPlane
 from meshjwt.localmesh.envoy import Envoy, envoy_binary
+from meshjwt.localmesh.jwks_resolver import ISTIOD_REFRESH_INTERVAL, JwksResolver
 from meshjwt.localmesh.ports import free_port
 from meshjwt.localmesh.topology import LISTENERS, Topology, build, connect_to, virtual_service_routes
+from meshjwt.localmesh.translate.authn import parse_duration
 from meshjwt.localmesh.world import CLUSTER_DOMAIN, World
 from meshjwt.settings import JWKS_FETCH_MODES
 from meshjwt.targets.local import substitute_jwks
@@ -111,6 +113,10 @@ class DataPlane:
         #: seconds between a change and its push (istiod's debounce + distribution); tests raise it to rehearse
         #: a slow mesh, where a verdict right after an apply would see stale config
         self.push_delay = float(os.environ.get("MESHJWT_REHEARSAL_PUSH_DELAY") or 0)
+        #: istiod's JWKS cache, alive across reconciles, its refresh interval read from istiod's env
+        self.resolver: JwksResolver | None = None
+        self._control: ControlPlane | None = None
+        self._keys_generation = 0  # bumped by the resolver's background pushes
 
     # --- lifecycle (call start/stop from the main thread: children die with their spawning thread) -----
     def start(self, timeout: float = 20.0) -> None:
@@ -141,6 +147,8 @@ class DataPlane:
         self.changed()
 
     def stop(self) -> None:
+        if self.resolver:
+            self.resolver.stop()
         self._stopping.set()
         self._dirty.set()
         if self._worker:
@@ -272,8 +280,10 @@ class DataPlane:
             for r in resources:
                 r["metadata"] = {k: v for k, v in r["metadata"].items() if k in ("name", "namespace", "annotations",
                                                                                "labels")}  # fmt: skip
-            control = ControlPlane(world, proxies, clusters, ca_file, substitute_jwks(), secrets=secrets)
-            signature = json.dumps([topology.__dict__, labels, resources, mode, self._files_digest()], default=str)
+            control = self._control = ControlPlane(world, proxies, clusters, ca_file, substitute_jwks(),
+                                                   secrets=secrets, resolver=self._jwks_resolver())  # fmt: skip
+            signature = json.dumps([topology.__dict__, labels, resources, mode, self._files_digest(),
+                                    self._keys_generation], default=str)  # fmt: skip
             if signature == self._last_signature:
                 return
             try:
@@ -287,6 +297,27 @@ class DataPlane:
             self.generation += 1
             self._note(f"pushed generation {self.generation}: {len(resources)} Istio resource(s), fetch mode {mode}"
                        + "".join(f"; {n}" for n in translation.notes))
+
+    def _jwks_resolver(self) -> JwksResolver:
+        """istiod's resolver, made once: PILOT_JWT_PUB_KEY_REFRESH_INTERVAL from istiod's env (default 20m)."""
+        if self.resolver is None:
+            interval = (getattr(self.istiod(), "env", None) or {}).get("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL")
+            try:
+                seconds = parse_duration(interval, ISTIOD_REFRESH_INTERVAL)
+            except MeshJwtError:
+                seconds = ISTIOD_REFRESH_INTERVAL
+                self._note(f"PILOT_JWT_PUB_KEY_REFRESH_INTERVAL={interval!r} not understood: using 20m")
+            self.resolver = JwksResolver(self._fetch, refresh_interval=seconds, on_change=self._keys_changed)
+            self.resolver.start()
+        return self.resolver
+
+    def _fetch(self, uri: str, issuer: str, timeout: float) -> Any:
+        assert self._control is not None
+        return self._control.fetch(uri, issuer, timeout)  # the latest world (DNS, CA) istiod sees
+
+    def _keys_changed(self) -> None:
+        self._keys_generation += 1
+        self.changed()
 
     def _files_digest(self) -> str:
         """What the served and trusted files hold now (a change re-translates, as a JWKS refresh would)."""

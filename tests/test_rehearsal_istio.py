@@ -149,7 +149,7 @@ def test_istiod_carries_the_goldens_env_plus_the_overlays(installed: list[dict[s
     golden_names = [e["name"] for e in container(gold, "discovery")["env"]]
     names = [e["name"] for e in discovery["env"]]
     assert [n for n in names if n in golden_names] == golden_names  # all of the golden's, in its order
-    assert set(names) - set(golden_names) == {"PILOT_JWT_ENABLE_REMOTE_JWKS"}
+    assert set(names) - set(golden_names) == {"PILOT_JWT_ENABLE_REMOTE_JWKS", "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"}
     env = env_of(discovery)
     assert env["PILOT_JWT_ENABLE_REMOTE_JWKS"] == "envoy" and env["PILOT_TRACE_SAMPLING"] == "100"
     assert names.index("PILOT_JWT_ENABLE_REMOTE_JWKS") == names.index("CA_TRUSTED_NODE_ACCOUNTS") + 1

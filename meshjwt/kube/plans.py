@@ -16,6 +16,9 @@ RUN_LABEL = "meshjwt.io/run"
 
 #: suite's jwks_fetch_mode → PILOT_JWT_ENABLE_REMOTE_JWKS value.
 REMOTE_JWKS_ENV = {"istiod": "false", "hybrid": "true", "envoy": "envoy"}
+#: istiod's JWKS refresh on kind (PILOT_JWT_PUB_KEY_REFRESH_INTERVAL; istiod's default 20m): short, so that a
+#: rotated or healed JWKS reaches the proxies within a case's convergence
+KIND_JWKS_REFRESH_INTERVAL = "15s"
 
 
 def fetch_mode_of(env_value: str | None) -> str:
@@ -74,7 +77,8 @@ def istio_operator(
             }
         }
     values: dict[str, Any] = {
-        "pilot": {"env": {"PILOT_JWT_ENABLE_REMOTE_JWKS": REMOTE_JWKS_ENV[jwks_fetch_mode]}}
+        "pilot": {"env": {"PILOT_JWT_ENABLE_REMOTE_JWKS": REMOTE_JWKS_ENV[jwks_fetch_mode],
+                          "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL": KIND_JWKS_REFRESH_INTERVAL}}
     }
     if image_registry:
         values["global"] = {"hub": f"{image_registry.rstrip('/')}/istio"}

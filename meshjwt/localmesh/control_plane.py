@@ -8,6 +8,7 @@ from typing import Any
 
 from meshjwt.errors import UnsupportedField
 from meshjwt.localmesh.jwks_fetch import fetch_jwks
+from meshjwt.localmesh.jwks_resolver import JwksResolver, is_jwks
 from meshjwt.localmesh.translate import authz
 from meshjwt.localmesh.translate.authn import build_jwt_filter, parse_duration
 from meshjwt.localmesh.translate.network import cluster_name, service_entry_clusters
@@ -45,6 +46,9 @@ class Translation:
     clusters: list[dict[str, Any]]
     listeners: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    #: why Envoy will refuse this config, as it refuses istiod's (a non-JWKS body inlined): the proxies then
+    #: keep their previous config, which is Istio's behaviour and no translator bug
+    expected_rejection: str | None = None
 
 
 def check_resource(resource: Mapping[str, Any]) -> None:
@@ -67,7 +71,8 @@ class ControlPlane:
 
     def __init__(self, world: World, proxies: Sequence[Proxy], base_clusters: Sequence[dict[str, Any]],
                  ca_file: str, substitute_jwks: str, path_normalization: str = "BASE",
-                 secrets: Mapping[str, str] | None = None) -> None:  # fmt: skip
+                 secrets: Mapping[str, str] | None = None, resolver: JwksResolver | None = None,
+                 space_delimited_claims: bool = True) -> None:  # fmt: skip
         self.world = world
         self.proxies = list(proxies)
         self.base_clusters = list(base_clusters)
@@ -75,23 +80,36 @@ class ControlPlane:
         self.substitute_jwks = substitute_jwks
         self.path_normalization = path_normalization
         self.secrets = dict(secrets or {})  # Secret name → CA file, for DestinationRule credentialName
+        #: istiod's JWKS cache (outlives translations); without one given, istiod's defaults, no background jobs
+        self.resolver = resolver or JwksResolver(self.fetch)
+        #: istiod before 1.28 ignores a jwtRule's spaceDelimitedClaims (fixed to scope and permission)
+        self.space_delimited_claims = space_delimited_claims
+
+    def fetch(self, uri: str, issuer: str, timeout: float) -> Any:
+        """One fetch as istiod makes it (from istio-system, the world's DNS, the run's CA): the resolver's fetcher."""
+        return fetch_jwks(self.world, uri, issuer, timeout, self.ca_file)
 
     def translate(self, resources: Sequence[Mapping[str, Any]], fetch_mode: str = "istiod") -> Translation:
         """All clusters and listeners for ``resources`` under JWKS ``fetch_mode`` (istiod|hybrid|envoy)."""
         by_kind: dict[str, list[Mapping[str, Any]]] = {kind: [] for kind in KINDS}
         for resource in resources:
             check_resource(resource)
+        notes: list[str] = []
+        for resource in resources:
+            rules = (resource.get("spec") or {}).get("jwtRules") or []
+            for rule in [] if self.space_delimited_claims else rules:
+                if rule.pop("spaceDelimitedClaims", None) is not None:
+                    notes.append(f"{resource_id(resource)}: spaceDelimitedClaims ignored (honoured from Istio 1.28)")
             resource.setdefault("metadata", {}).setdefault("namespace", "default")  # type: ignore[union-attr]
             by_kind[resource["kind"]].append(resource)
         self._refuse_unmodeled_targets(by_kind["RequestAuthentication"] + by_kind["AuthorizationPolicy"])
-        notes: list[str] = []
         se_clusters = service_entry_clusters(by_kind["ServiceEntry"], by_kind["DestinationRule"],
                                              self.world, self.ca_file, self.secrets)  # fmt: skip
         registry = {c["name"] for c in se_clusters} | {c["name"] for c in self.base_clusters}
-        fetched: dict[tuple[str, str], str] = {}
+        rejections: list[str] = []
 
         def jwks_source(rule: Mapping[str, Any]) -> dict[str, Any]:
-            return self._jwks_source(rule, fetch_mode, registry, fetched, notes)
+            return self._jwks_source(rule, fetch_mode, registry, notes, rejections)
 
         listeners = []
         for proxy in self.proxies:
@@ -102,7 +120,8 @@ class ControlPlane:
             filters = [f for f in [build_jwt_filter(ras, jwks_source, clear_route_cache=gateway)] if f]
             filters += authz.build_rbac_filters(aps)
             listeners.append(self._listener(proxy, [*filters, ROUTER]))
-        return Translation(clusters=[*self.base_clusters, *se_clusters], listeners=listeners, notes=notes)
+        return Translation(clusters=[*self.base_clusters, *se_clusters], listeners=listeners, notes=notes,
+                           expected_rejection=rejections[0] if rejections else None)  # fmt: skip
 
     def _refuse_unmodeled_targets(self, policies: Sequence[Mapping[str, Any]]) -> None:
         for policy in policies:
@@ -115,8 +134,8 @@ class ControlPlane:
                         "runs without a proxy (only httpbin, productpage and the ingress gateway have one)"
                     )
 
-    def _jwks_source(self, rule: Mapping[str, Any], mode: str, registry: set[str],
-                     fetched: dict[tuple[str, str], str], notes: list[str]) -> dict[str, Any]:  # fmt: skip
+    def _jwks_source(self, rule: Mapping[str, Any], mode: str, registry: set[str], notes: list[str],
+                     rejections: list[str]) -> dict[str, Any]:  # fmt: skip
         """istiod's choice: Envoy fetches (remoteJwks) or istiod inlines (localJwks), per fetch mode."""
         uri = rule.get("jwksUri", "")
         timeout = parse_duration(rule.get("timeout"))
@@ -126,20 +145,26 @@ class ControlPlane:
             parts = urlsplit(uri)
             port = parts.port or (443 if parts.scheme == "https" else 80)
             cluster = cluster_name(parts.hostname or "", port)
-            if cluster in registry or mode == "envoy":
+            # hybrid: istiod's model.LookupCluster matches the registry host by name only and builds
+            # outbound|<port of the URI>||<host> without checking that the port exists
+            host = cluster.rsplit("|", 1)[-1]
+            known_host = any(name.startswith("outbound|") and name.rsplit("|", 1)[-1] == host for name in registry)
+            if known_host or mode == "envoy":
                 if cluster not in registry:
-                    notes.append(f"no cluster for {uri}: create a ServiceEntry (istiod logs the same)")
+                    notes.append(f"no cluster {cluster} for {uri}: the proxy's fetch fails (istiod does not check)")
                 return {"remoteJwks": {"httpUri": {"uri": uri, "cluster": cluster, "timeout": f"{timeout:g}s"},
                                        "cacheDuration": "300s"}}  # fmt: skip
         if rule.get("jwks"):
             return {"localJwks": {"inlineString": rule["jwks"]}}
-        key = (uri, rule.get("issuer", ""))
-        if key not in fetched:
-            result = fetch_jwks(self.world, uri, rule.get("issuer", ""), timeout, self.ca_file)
-            if result.jwks is None:
-                notes.append(f"istiod could not fetch the JWKS ({result.error}); inlining a substitute key")
-            fetched[key] = result.jwks if result.jwks is not None else self.substitute_jwks
-        return {"localJwks": {"inlineString": fetched[key]}}
+        body, error = self.resolver.get(rule.get("issuer", ""), uri, timeout)
+        if body is None:
+            notes.append(f"istiod could not fetch the JWKS ({error}); inlining a substitute key")
+            body = self.substitute_jwks
+        elif not is_jwks(body):
+            rejections.append(f"{uri or rule.get('issuer')} answered a body that is no JWKS; istiod inlined it "
+                              "and the proxies refuse the update, keeping their previous config")  # fmt: skip
+            notes.append(rejections[-1])
+        return {"localJwks": {"inlineString": body}}
 
     def _listener(self, proxy: Proxy, http_filters: list[dict[str, Any]]) -> dict[str, Any]:
         hcm = {

@@ -2,7 +2,10 @@
 
 Run as ``python -m meshjwt.localmesh.workloads SPEC.json``. It binds every server on 127.0.0.1 with a
 kernel-chosen port, then prints one JSON line ``{"ports": {name: port}}`` on stdout and serves until
-terminated. JWKS files are read on every request, so the run can rotate keys without a restart.
+terminated. JWKS files are read on every request, so the run can rotate keys without a restart; a server's
+optional control file (read per request too) makes it misbehave: ``{"down": true}`` (the connection is closed
+unanswered), ``{"delay": seconds}``, ``{"body": text}`` (served with 200 instead of the keys),
+``{"redirect": true}`` (302 to the same path with ``redirected=1`` added to the query).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,22 +39,45 @@ def bookinfo_app(environ: dict[str, Any], start_response: Callable) -> Iterable[
     return [b"not found"]
 
 
-def _jwks_handler(routes: dict[str, Path]) -> type[BaseHTTPRequestHandler]:
+def _control(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _jwks_handler(routes: dict[str, Path], control: Path | None = None) -> type[BaseHTTPRequestHandler]:
     class JwksHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             source = routes.get(path)
             if source is None:
                 self._send(404, b"not found", "text/plain")
+                return
+            how = _control(control)
+            if how.get("down"):
+                self.close_connection = True  # nothing answered: the client sees the connection closed
+                return
+            if how.get("delay"):
+                time.sleep(float(how["delay"]))  # the slow server under test, not a wait of the suite
+            if how.get("redirect") and "redirected=1" not in query:
+                location = f"{path}?{query + '&' if query else ''}redirected=1"
+                self._send(302, b"moved", "text/plain", {"Location": location})
+            elif how.get("body") is not None:
+                self._send(200, str(how["body"]).encode(), "text/html")
             else:
                 self._send(200, source.read_bytes(), "application/json")
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
+        def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
@@ -86,8 +113,9 @@ def _reloading_context(cert: str, key: str) -> ssl.SSLContext:
     return base
 
 
-def _serve_jwks(routes: dict[str, Path], tls: dict[str, str] | None) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _jwks_handler(routes))
+def _serve_jwks(routes: dict[str, Path], tls: dict[str, str] | None,
+                control: Path | None = None) -> ThreadingHTTPServer:  # fmt: skip
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _jwks_handler(routes, control))
     server.daemon_threads = True
     if tls:
         server.socket = _reloading_context(tls["cert"], tls["key"]).wrap_socket(server.socket, server_side=True)
@@ -110,7 +138,8 @@ def main(spec_path: str) -> None:
     ports: dict[str, int] = {}
     for name, server in spec["jwks_servers"].items():
         routes = {path: Path(file) for path, file in server["routes"].items()}
-        ports[name] = _serve_jwks(routes, server.get("tls")).server_address[1]
+        control = Path(server["control"]) if server.get("control") else None
+        ports[name] = _serve_jwks(routes, server.get("tls"), control).server_address[1]
     from httpbin import app as httpbin_app
 
     ports["httpbin"] = int(_serve_wsgi(httpbin_app).effective_port)

@@ -174,6 +174,19 @@ def claims(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
     return out
 
 
+def vulnerabilities(results: Sequence[CaseResult], mesh: MeshInfo) -> list[dict[str, Any]]:
+    """Known vulnerabilities of the mesh's version that the run confirmed: a case whose description names one
+    (``VULNERABILITY …``) failed because the mesh accepted the token (2xx where a refusal was expected)."""
+    found = []
+    for result in results:
+        last = result.outcome.last if result.outcome else None
+        if (verdict_of(result) == "failed" and last is not None and 200 <= last.status < 300
+                and result.case.description.startswith("VULNERABILITY")):  # fmt: skip
+            found.append({"case": result.case.id, "meshVersion": f"{mesh.flavor} {mesh.version}",
+                          "finding": " ".join(result.case.description.split())})  # fmt: skip
+    return found
+
+
 def build_report(results: Iterable[CaseResult], run: RunInfo) -> dict[str, Any]:
     """The ConformanceReport document for ``results`` of the run described by ``run``."""
     chosen = latest(list(results), run.interrupted)
@@ -199,6 +212,7 @@ def build_report(results: Iterable[CaseResult], run: RunInfo) -> dict[str, Any]:
         "statistics": stats,
         "features": features(chosen),
         "claims": claims(chosen),
+        "vulnerabilities": vulnerabilities(chosen, mesh),
     }
 
 

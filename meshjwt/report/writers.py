@@ -72,6 +72,8 @@ def _meta(report: Mapping[str, Any]) -> str:
         ("Statistics", _e(", ".join(f"{k} {v}" for k, v in report["statistics"].items()))),
         ("Supported features", _e(", ".join(report["features"]["supported"]) or "-")),
         ("Unsupported features", _e(", ".join(report["features"]["unsupported"]) or "-")),
+        *[("<b>VULNERABILITY</b>", _e(f"{v['meshVersion']}: {v['finding']} (case {v['case']})"))
+          for v in report.get("vulnerabilities", [])],
         ("How to reproduce", f"<code>{_e(report['howToReproduce'])}</code>"),
     ]  # fmt: skip
     return "<table class=\"meta\">" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"

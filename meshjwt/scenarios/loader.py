@@ -232,9 +232,11 @@ def _build(file: Path, node: yaml.Node, doc: Mapping[str, Any]) -> Scenario:
                 scenario=doc["name"], name=case["name"], request=Request(**request), token=token,
                 expect=_expectation(case["expect"]), features=tuple(case.get("features", ())),
                 description=case.get("description", ""), extra_tokens=extra_tokens,
+                actions=tuple(case.get("actions", ())),
             ))  # fmt: skip
     return Scenario(
         name=doc["name"], section=doc["section"], source=str(file), features=tuple(doc.get("features", ())),
         manifests=tuple(_resources(file, node, doc)), cases=tuple(cases), description=doc.get("description", ""),
-        jwks_fetch_mode=doc.get("jwksFetchMode"),
+        jwks_fetch_mode=doc.get("jwksFetchMode"), before=tuple(doc.get("before", ())),
+        expect_apply=doc.get("expectApply"),
     )  # fmt: skip

@@ -114,6 +114,8 @@ class Case:
     features: tuple[str, ...] = ()
     description: str = ""
     extra_tokens: tuple[TokenSpec, ...] = ()  # more tokens in the same request (a repeated header, a param)
+    #: mesh operations done before this case's request (JWKS lifecycle), each ``{name: value}``
+    actions: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def id(self) -> str:
@@ -132,3 +134,10 @@ class Scenario:
     cases: tuple[Case, ...]
     description: str = ""
     jwks_fetch_mode: str | None = None
+    before: tuple[Mapping[str, Any], ...] = ()  # mesh operations done before its resources are applied
+    expect_apply: Mapping[str, Any] | None = None  # {fails: true, message: ...}: the mesh must refuse the apply
+
+    @property
+    def sequential(self) -> bool:
+        """Cases that are steps in time (operations between them) run one by one, in file order."""
+        return bool(self.before) or any(case.actions for case in self.cases)

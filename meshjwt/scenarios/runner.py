@@ -11,7 +11,7 @@ from enum import Enum
 
 from meshjwt import features
 from meshjwt.converge import Outcome, converge_many
-from meshjwt.errors import EnvironmentProblem, SkipsCase, TargetCannot, UnsupportedField
+from meshjwt.errors import ApplyRefused, EnvironmentProblem, SkipsCase, TargetCannot, UnsupportedField
 from meshjwt.mesh import Mesh, MeshInfo, Request
 from meshjwt.placeholders import substitute
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec
@@ -71,6 +71,10 @@ class ScenarioRunner:
     _info: MeshInfo | None = None
     _planned: dict[str, list[Case]] = field(default_factory=dict)  # scenario → its cases selected for this run
     _ready: dict[str, CaseResult] = field(default_factory=dict)  # results converged with an earlier case
+    _performed: set[str] = field(default_factory=set)  # cases whose actions were done (sequential scenarios)
+    _broken_steps: dict[str, str] = field(default_factory=dict)  # scenario → the step that could not be done
+    _jwks_touched: bool = False  # a lifecycle operation changed the JWKS server: restore it before the next apply
+    refused: dict[str, str] = field(default_factory=dict)  # scenario → the refusal it expected and got
 
     def plan(self, pairs: Sequence[tuple[Scenario, Case]]) -> None:
         """The cases this run will ask for: the first case of a scenario converges all of them together."""
@@ -96,9 +100,13 @@ class ScenarioRunner:
             # unchanged listener keeps its proxy state (a JWKS fetched by Envoy, cached for minutes)
             self.mesh.clear()
             self.current = None
+        if self._jwks_touched:
+            self.mesh.restore_jwks_server()
+            self._jwks_touched = False
         try:
-            self.mesh.apply(resources, jwks_fetch_mode=scenario.jwks_fetch_mode)
-        except TargetCannot as exc:
+            self.perform(scenario.before)
+            self._apply(scenario, resources)
+        except (TargetCannot, Unsupported) as exc:
             self._unsupported[scenario.name] = str(exc)
             raise Unsupported(str(exc)) from None
         except UnsupportedField as exc:
@@ -108,6 +116,46 @@ class ScenarioRunner:
             raise EnvironmentProblem(self._failed[scenario.name]) from None
         self.apply_seconds.append(time.perf_counter() - started)
         self.current = scenario.name
+
+    def _apply(self, scenario: Scenario, resources: list) -> None:
+        """Apply; a scenario with ``expectApply`` must be refused (with its message), others must not be."""
+        expected = scenario.expect_apply
+        try:
+            self.mesh.apply(resources, jwks_fetch_mode=scenario.jwks_fetch_mode)
+        except ApplyRefused as exc:
+            if not expected:
+                raise EnvironmentProblem(f"the mesh refused the resources: {exc}") from None
+            if expected.get("message") and expected["message"] not in str(exc):
+                raise EnvironmentProblem(f"the mesh refused the resources, but not with {expected['message']!r}: "
+                                         f"{exc}") from None  # fmt: skip
+            self.refused[scenario.name] = str(exc)
+            return
+        if expected:
+            raise EnvironmentProblem("the mesh accepted resources that Istio's validation webhook refuses"
+                                     + (f" ({expected['message']})" if expected.get("message") else ""))
+
+    def perform(self, actions: Sequence[Mapping[str, object]]) -> None:
+        """Do a case's or scenario's mesh operations (JWKS lifecycle); one the target cannot do → Unsupported."""
+        for action in actions:
+            ((name, value),) = action.items()
+            self._jwks_touched = True
+            try:
+                if name == "rotateJwks":
+                    self.mesh.rotate_jwks(self.tokens.rotated_jwks_json())
+                elif name == "jwksServer":
+                    self.mesh.jwks_server_up() if value == "up" else self.mesh.jwks_server_down()
+                elif name == "slowJwks":
+                    self.mesh.slow_jwks_server(float(value))  # type: ignore[arg-type]
+                elif name == "serveJwksBody":
+                    self.mesh.serve_jwks_body(str(value))
+                elif name == "redirectJwks":
+                    self.mesh.redirect_jwks()
+                elif name == "awaitJwksRefresh":
+                    self.mesh.await_jwks_refresh()
+                else:
+                    raise EnvironmentProblem(f"unknown action {name!r}")
+            except TargetCannot as exc:
+                raise Unsupported(str(exc)) from None
 
     def build_request(self, case: Case) -> tuple[Request, str]:
         """The request with variables substituted and the tokens placed; plus a masked description."""
@@ -146,6 +194,11 @@ class ScenarioRunner:
             return None
         if "${ATTACKER_JWKS_URL}" in json.dumps(dict(spec.jose)):
             variables = {**variables, "ATTACKER_JWKS_URL": self.attacker_jwks_url()}
+        if spec.kind == "istio-fake-jwks" and self.tokens.fake_jwks_key is None:
+            try:
+                self.tokens.fake_jwks_key = self.mesh.fake_jwks_signing_key()
+            except TargetCannot as exc:
+                raise Unsupported(str(exc)) from None
         claims = substitute(dict(spec.claims), variables, where=where)
         jose = substitute(dict(spec.jose), variables, where=where)
         return self.tokens.mint(spec.kind, spec.alg, claims, jose=jose or None)
@@ -200,6 +253,28 @@ class ScenarioRunner:
         except (UnsupportedField, EnvironmentProblem) as exc:
             result.verdict, result.detail = Verdict.ERROR, str(exc)
             raise
+        if scenario.sequential:  # steps in time: earlier steps' operations first, then this one's, alone
+            try:
+                for step in scenario.cases:
+                    if scenario.name in self._broken_steps:  # later steps would not test what they claim
+                        raise Unsupported(f"an earlier step could not be done: {self._broken_steps[scenario.name]}")
+                    if step.id not in self._performed:
+                        self._performed.add(step.id)
+                        try:
+                            self.perform(step.actions)
+                        except Unsupported as exc:
+                            self._broken_steps[scenario.name] = f"{step.name}: {exc}"
+                            raise
+                    if step.id == case.id:
+                        break
+            except Unsupported as exc:
+                result.verdict, result.detail = "unsupported", str(exc)
+                raise
+            except EnvironmentProblem as exc:
+                result.verdict, result.detail = "error", str(exc)
+                raise
+            self._converge([(result, request)])
+            return result
         batch = [(result, request)]
         for other in self._planned.get(scenario.name, []):
             if other.id != case.id and other.id not in self._ready and not self._ran(other):

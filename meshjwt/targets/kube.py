@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from meshjwt.errors import EnvironmentProblem, TargetCannot
+from meshjwt.errors import ApplyRefused, EnvironmentProblem, TargetCannot
 from meshjwt.kube import readiness, workloads
 from meshjwt.kube.curl import CurlResult, Transfer, batch_config, parse_batch
 from meshjwt.kube.kubectl import Kubectl, ResourceRef, first_line
@@ -162,7 +162,12 @@ class KubeMesh(Mesh):
             if ref not in keep:
                 target.delete(ref, timeout=self.settings.timeouts.apply)
         self._applied = [item for item in self._applied if item[0] in keep]
-        target.apply([doc for _, doc in wanted], timeout=self.settings.timeouts.apply)
+        try:
+            target.apply([doc for _, doc in wanted], timeout=self.settings.timeouts.apply)
+        except EnvironmentProblem as exc:
+            if "denied the request" in str(exc):  # Istio's validation webhook: a scenario may expect it
+                raise ApplyRefused(str(exc)) from None
+            raise
         self._applied = wanted
         self.await_proxies([doc for _, doc in wanted], previous)
 

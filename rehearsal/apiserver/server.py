@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from meshjwt.localmesh.validation import jwt_rule_errors
 from meshjwt.tokens import scrub
 from rehearsal.apiserver import admission, errors, exec_ws, patch, protobuf, rbac, tables, tls
 from rehearsal.apiserver.controllers import Controllers, Injector
@@ -36,6 +37,7 @@ MAX_LINE = 2 * 1024 * 1024  # exec commands travel in the query string
 STATUS_SUBRESOURCE = "status"
 CRD_KEY = "customresourcedefinitions.apiextensions.k8s.io"
 SSAR_KEY = "selfsubjectaccessreviews.authorization.k8s.io"
+ISTIO_VALIDATOR = "validatingwebhookconfigurations.admissionregistration.k8s.io"  # present once istiod is installed
 
 
 @dataclass
@@ -504,6 +506,14 @@ class ApiServer:
         except (ValueError, yaml.YAMLError) as exc:
             raise ApiError(400, f"the body of the request could not be decoded: {exc}") from None
 
+    def _validate(self, obj: dict[str, Any], target: Target) -> None:
+        """Istio's validating webhook, installed with istiod (validation.go, validateJwtRule)."""
+        if target.kind.key == "requestauthentications.security.istio.io" and self.store.list(ISTIO_VALIDATOR):
+            refused = [e for rule in (obj.get("spec") or {}).get("jwtRules") or [] for e in jwt_rule_errors(rule)]
+            if refused:
+                raise ApiError(400, 'admission webhook "validation.istio.io" denied the request: configuration is '
+                                    f"invalid: {'; '.join(refused)}")  # fmt: skip
+
     async def _create(self, request: web.Request, target: Target, tenant: Tenant | None) -> web.StreamResponse:
         if target.kind.key == SSAR_KEY:
             spec = rbac.review_spec(await request.read(), request.content_type)
@@ -526,6 +536,7 @@ class ApiServer:
             attrs = Attributes("create", "", "namespaces", "", meta.get("name", ""))
             if not rbac.allowed(tenant, attrs):
                 raise errors.forbidden(tenant.user, "create", "namespaces", "", "", "")
+        self._validate(body, target)
         body = self._store_version(admission.admit(body, target.kind, target.namespace), target)
         if _dry_run(request):
             return _json(body, 201)
@@ -558,6 +569,7 @@ class ApiServer:
     def _save(self, new: dict[str, Any], target: Target, request: web.Request) -> dict[str, Any]:
         """Store an updated object (``dryRun=All``: only answer it); a deletion whose finalizers are gone ends."""
         new["metadata"]["name"] = target.name
+        self._validate(new, target)
         if target.kind.key == "secrets":
             admission.fold_string_data(new)
         if target.kind.namespaced:
@@ -633,6 +645,7 @@ class ApiServer:
     async def _create_from_apply(self, request: web.Request, target: Target, body: dict[str, Any]) -> dict[str, Any]:
         if target.kind.namespaced:
             body["metadata"]["namespace"] = target.namespace
+        self._validate(body, target)
         body = self._store_version(admission.admit(body, target.kind, target.namespace), target)
         if _dry_run(request):
             return body
