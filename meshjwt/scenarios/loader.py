@@ -20,7 +20,7 @@ from meshjwt.data import builtin_scenarios_dir
 from meshjwt.errors import ConfigError
 from meshjwt.mesh import Request
 from meshjwt.placeholders import substitute
-from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec
+from meshjwt.scenarios.model import Case, Expectation, Override, Scenario, TokenSpec, When
 from meshjwt.tokens import TokenFactory
 
 BUILTIN_DIR = builtin_scenarios_dir()
@@ -188,10 +188,18 @@ def _token(spec: Any) -> TokenSpec:
 
 
 def _expectation(spec: Mapping[str, Any]) -> Expectation:
+    """An expectation and its overrides, typed at load (the schema has checked their fields)."""
+    overrides = tuple(Override(_when(o["when"]), _expectation({k: v for k, v in o.items() if k != "when"}))
+                      for o in spec.get("overrides", ()))  # fmt: skip
     return Expectation(
         status=spec["status"], body=spec.get("body"), body_contains=spec.get("bodyContains"),
-        headers=spec.get("headers", {}), reason=spec.get("reason"), overrides=tuple(spec.get("overrides", ())),
+        headers=spec.get("headers", {}), reason=spec.get("reason"), overrides=overrides,
     )  # fmt: skip
+
+
+def _when(spec: Mapping[str, Any]) -> When:
+    return When(flavor=spec.get("flavor"), version_below=spec.get("versionBelow"),
+                version_at_least=spec.get("versionAtLeast"), jwks_fetch_mode=spec.get("jwksFetchMode"))  # fmt: skip
 
 
 def _expand(case: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -15,6 +15,31 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
+class When:
+    """Where an override holds: a mesh flavour, a version range, a JWKS fetch mode (each optional)."""
+
+    flavor: str | None = None
+    version_below: str | None = None
+    version_at_least: str | None = None
+    jwks_fetch_mode: str | None = None
+
+    def holds(self, info: MeshInfo, fetch_mode: str) -> bool:
+        version = _version(info.version)
+        return ((self.flavor is None or self.flavor == info.flavor)
+                and (self.version_below is None or version < _version(self.version_below))
+                and (self.version_at_least is None or version >= _version(self.version_at_least))
+                and (self.jwks_fetch_mode is None or self.jwks_fetch_mode == fetch_mode))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Override:
+    """Another expectation where ``when`` holds, with the reason it differs."""
+
+    when: When
+    expect: Expectation
+
+
+@dataclass(frozen=True)
 class Expectation:
     """Expected response; ``overrides`` change it for some mesh flavours/versions/modes, with a reason."""
 
@@ -23,25 +48,11 @@ class Expectation:
     body_contains: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     reason: str | None = None
-    overrides: tuple[Mapping[str, Any], ...] = ()
+    overrides: tuple[Override, ...] = ()
 
     def for_mesh(self, info: MeshInfo, fetch_mode: str) -> Expectation:
         """The expectation that holds for this mesh: the first override whose ``when`` matches, else self."""
-        for override in self.overrides:
-            when = override["when"]
-            if "flavor" in when and when["flavor"] != info.flavor:
-                continue
-            if "versionBelow" in when and not _version(info.version) < _version(when["versionBelow"]):
-                continue
-            if "versionAtLeast" in when and not _version(info.version) >= _version(when["versionAtLeast"]):
-                continue
-            if "jwksFetchMode" in when and when["jwksFetchMode"] != fetch_mode:
-                continue
-            return Expectation(
-                status=override["status"], body=override.get("body"), body_contains=override.get("bodyContains"),
-                headers=override.get("headers", {}), reason=override["reason"],
-            )  # fmt: skip
-        return self
+        return next((o.expect for o in self.overrides if o.when.holds(info, fetch_mode)), self)
 
     def mismatch(self, status: int, headers: Mapping[str, str], body: str) -> str | None:
         """None if the response meets the expectation, else what differs (one line)."""
