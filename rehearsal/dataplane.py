@@ -62,18 +62,6 @@ def secret_value(secret: Mapping[str, Any], key: str) -> str | None:
     return base64.b64decode(encoded).decode() if encoded else None
 
 
-def fetch_mode(istiod: Mapping[str, Any] | None) -> str:
-    """istiod's PILOT_JWT_ENABLE_REMOTE_JWKS, as the suite names fetch modes (istiod if unset)."""
-    from meshjwt.kube.plans import fetch_mode_of
-
-    for container in ((istiod or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []):
-        env = {e.get("name"): e.get("value") for e in container.get("env") or []}
-        if "PILOT_JWT_ENABLE_REMOTE_JWKS" in env:
-            mode = fetch_mode_of(env["PILOT_JWT_ENABLE_REMOTE_JWKS"])
-            return mode if mode in JWKS_FETCH_MODES else "istiod"
-    return "istiod"
-
-
 def with_routes(config: bytes, routes: list[str]) -> bytes:
     """A curl config whose every transfer connects Service names to their loopback ports: the pod's DNS
     and Service routing (curl forgets ``--connect-to`` at each ``next``)."""
@@ -117,6 +105,7 @@ class DataPlane:
         self.resolver: JwksResolver | None = None
         self._control: ControlPlane | None = None
         self._keys_generation = 0  # bumped by the resolver's background pushes
+        self._substitute = substitute_jwks()  # what istiod inlines for a JWKS it cannot fetch (one key per run)
 
     # --- lifecycle (call start/stop from the main thread: children die with their spawning thread) -----
     def start(self, timeout: float = 20.0) -> None:
@@ -272,7 +261,9 @@ class DataPlane:
             ca_file, secrets = self._files(topology)
             world, proxies, clusters = build(topology, self.listeners, self.backends, labels)
             self.world = world
-            mode = fetch_mode(self.istiod_deployment())
+            settings = self.istiod()
+            mode = settings.jwks_fetch_mode if settings is not None else "istiod"
+            mode = mode if mode in JWKS_FETCH_MODES else "istiod"
             resources = [r for kind, resource in ISTIO_RESOURCES.items() for r in self.istio.list(resource)
                          if r.get("kind") == kind and not r["metadata"].get("deletionTimestamp")]  # fmt: skip
             resources = [json.loads(json.dumps({k: r[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in r}))
@@ -280,7 +271,7 @@ class DataPlane:
             for r in resources:
                 r["metadata"] = {k: v for k, v in r["metadata"].items() if k in ("name", "namespace", "annotations",
                                                                                "labels")}  # fmt: skip
-            control = self._control = ControlPlane(world, proxies, clusters, ca_file, substitute_jwks(),
+            control = self._control = ControlPlane(world, proxies, clusters, ca_file, self._substitute,
                                                    secrets=secrets, resolver=self._jwks_resolver())  # fmt: skip
             signature = json.dumps([topology.__dict__, labels, resources, mode, self._files_digest(),
                                     self._keys_generation], default=str)  # fmt: skip
