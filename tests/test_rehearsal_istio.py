@@ -119,10 +119,10 @@ def test_crds_the_suite_uses_with_istios_names_versions_and_scope() -> None:
     assert crds["requestauthentications.security.istio.io"]["spec"]["names"]["shortNames"] == ["ra"]
 
 
-def test_apply_order_crds_namespace_control_plane_gateway(installed: list[dict[str, Any]]) -> None:
+def test_apply_order_namespace_crds_control_plane_gateway(installed: list[dict[str, Any]]) -> None:
     kinds = [o["kind"] for o in installed]
-    assert kinds[:8] == ["CustomResourceDefinition"] * 8 and kinds[8] == "Namespace"
-    assert installed[8]["metadata"]["name"] == "istio-system"
+    assert kinds[0] == "Namespace" and kinds[1:9] == ["CustomResourceDefinition"] * 8
+    assert installed[0]["metadata"] == {"name": "istio-system"}
     assert kinds.index("Deployment") < kinds.index("Service")  # istiod before its Service, gateway last
     assert installed[-1]["kind"] == "Service" and installed[-1]["metadata"]["name"] == "istio-ingressgateway"
     assert "HorizontalPodAutoscaler" not in kinds  # demo: autoscaleEnabled false
@@ -544,7 +544,7 @@ def test_cli_installs_through_a_kube_api_and_waits_for_readiness(golden_root: Pa
         # again: everything exists, so it is patched in place, not created
         posts = sum(1 for m, _ in api.requests if m == "POST")
         assert run_cli(*argv)[0] == 0
-        assert sum(1 for m, _ in api.requests if m == "PATCH") == len(api.objects)
+        assert sum(1 for m, _ in api.requests if m == "PATCH") == len(api.objects) - 1  # not the namespace
         assert sum(1 for m, _ in api.requests if m == "POST") == posts
         code, lines = run_cli("version", "--remote", "--short", "--kubeconfig", kubeconfig)
         assert (code, lines) == (0, [f"client version: {VERSION}", f"control plane version: {VERSION}"])

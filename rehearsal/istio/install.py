@@ -38,10 +38,14 @@ EXTRA_CA_MOUNT = "/cacerts"
 
 
 def install_components(overlay: dict[str, Any], version: str) -> list[tuple[str, list[dict[str, Any]]]]:
-    """(component, objects) in istioctl's order: "Istio core" (CRDs, namespace), "Istiod", "Ingress gateways"."""
+    """(component, objects) in istioctl's order: "Istio core", "Istiod", "Ingress gateways".
+
+    The istio namespace comes first: istioctl creates it (if absent) before applying any manifest
+    (operator/pkg/install/install.go ``installSystemNamespace``); then the base chart's CRDs.
+    """
     vals = resolve(overlay, version)
     components = [
-        ("Istio core", [*istio_crds(), namespace(vals), reader_service_account(vals)]),
+        ("Istio core", [namespace(vals), *istio_crds(), reader_service_account(vals)]),
         ("Istiod", control_plane(vals)),
     ]
     if vals.ingress:
@@ -55,6 +59,7 @@ def install_objects(overlay: dict[str, Any], version: str) -> list[dict[str, Any
 
 
 def namespace(vals: InstallValues) -> dict[str, Any]:
+    """The istio namespace, as istioctl creates it when absent (no labels without a network)."""
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": vals.namespace}}
 
 
