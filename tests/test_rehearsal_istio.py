@@ -173,6 +173,7 @@ def test_extra_root_ca_goes_where_the_chart_puts_it_and_reads_back(installed: li
     assert settings.version == VERSION and settings.hub == "docker.io/istio" and settings.revision == ""
     assert settings.jwks_fetch_mode_env == "envoy" and settings.jwks_fetch_mode == "envoy"
     assert settings.path_normalization == "MERGE_SLASHES"
+    assert settings.proxy_requests == {"cpu": "10m", "memory": "40Mi"}  # demo's sidecar requests
     assert istiod_settings(istiod).extra_root_ca is None  # no ConfigMaps given: nothing read
 
 
@@ -340,6 +341,16 @@ def test_native_and_classic_forms(golden_root: Path) -> None:
     assert status["initContainers"] == ["istio-init"] and status["containers"] == ["istio-proxy"]
     images = {c["image"] for c in [*classic["initContainers"], classic["containers"][1]]}
     assert images == {"docker.io/istio/proxyv2:1.26.8"}
+
+
+def test_injector_requests_from_the_installed_configmap(installed: list[dict[str, Any]]) -> None:
+    settings = istiod_settings(
+        by_kind(installed, "Deployment", "istiod"), [o for o in installed if o["kind"] == "ConfigMap"]
+    )
+    source, _ = golden_pair("hello")
+    got = pod_of(inject(source, NS_ENABLED, version=settings.version, proxy_requests=settings.proxy_requests))
+    for c in got["spec"]["initContainers"]:
+        assert c["resources"] == {"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "10m", "memory": "40Mi"}}
 
 
 def test_native_sidecars_default_by_istio_and_kubelet_version() -> None:
