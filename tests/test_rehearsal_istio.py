@@ -137,6 +137,8 @@ def test_apply_order_namespace_crds_control_plane_gateway(installed: list[dict[s
         ("RoleBinding", "istiod"),
         ("Service", "istiod"),
         ("Deployment", "istio-ingressgateway"),
+        ("Role", "istio-ingressgateway-sds"),
+        ("RoleBinding", "istio-ingressgateway-sds"),
     ]:
         assert wanted in names
     assert not any("egress" in o["metadata"]["name"] for o in installed)
