@@ -119,10 +119,10 @@ def test_crds_the_suite_uses_with_istios_names_versions_and_scope() -> None:
     assert crds["requestauthentications.security.istio.io"]["spec"]["names"]["shortNames"] == ["ra"]
 
 
-def test_apply_order_crds_namespace_control_plane_gateway(installed: list[dict[str, Any]]) -> None:
+def test_apply_order_namespace_crds_control_plane_gateway(installed: list[dict[str, Any]]) -> None:
     kinds = [o["kind"] for o in installed]
-    assert kinds[:8] == ["CustomResourceDefinition"] * 8 and kinds[8] == "Namespace"
-    assert installed[8]["metadata"]["name"] == "istio-system"
+    assert kinds[0] == "Namespace" and kinds[1:9] == ["CustomResourceDefinition"] * 8
+    assert installed[0]["metadata"] == {"name": "istio-system"}
     assert kinds.index("Deployment") < kinds.index("Service")  # istiod before its Service, gateway last
     assert installed[-1]["kind"] == "Service" and installed[-1]["metadata"]["name"] == "istio-ingressgateway"
     assert "HorizontalPodAutoscaler" not in kinds  # demo: autoscaleEnabled false
@@ -137,6 +137,8 @@ def test_apply_order_crds_namespace_control_plane_gateway(installed: list[dict[s
         ("RoleBinding", "istiod"),
         ("Service", "istiod"),
         ("Deployment", "istio-ingressgateway"),
+        ("Role", "istio-ingressgateway-sds"),
+        ("RoleBinding", "istio-ingressgateway-sds"),
     ]:
         assert wanted in names
     assert not any("egress" in o["metadata"]["name"] for o in installed)
@@ -173,6 +175,7 @@ def test_extra_root_ca_goes_where_the_chart_puts_it_and_reads_back(installed: li
     assert settings.version == VERSION and settings.hub == "docker.io/istio" and settings.revision == ""
     assert settings.jwks_fetch_mode_env == "envoy" and settings.jwks_fetch_mode == "envoy"
     assert settings.path_normalization == "MERGE_SLASHES"
+    assert settings.proxy_requests == {"cpu": "10m", "memory": "40Mi"}  # demo's sidecar requests
     assert istiod_settings(istiod).extra_root_ca is None  # no ConfigMaps given: nothing read
 
 
@@ -340,6 +343,16 @@ def test_native_and_classic_forms(golden_root: Path) -> None:
     assert status["initContainers"] == ["istio-init"] and status["containers"] == ["istio-proxy"]
     images = {c["image"] for c in [*classic["initContainers"], classic["containers"][1]]}
     assert images == {"docker.io/istio/proxyv2:1.26.8"}
+
+
+def test_injector_requests_from_the_installed_configmap(installed: list[dict[str, Any]]) -> None:
+    settings = istiod_settings(
+        by_kind(installed, "Deployment", "istiod"), [o for o in installed if o["kind"] == "ConfigMap"]
+    )
+    source, _ = golden_pair("hello")
+    got = pod_of(inject(source, NS_ENABLED, version=settings.version, proxy_requests=settings.proxy_requests))
+    for c in got["spec"]["initContainers"]:
+        assert c["resources"] == {"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "10m", "memory": "40Mi"}}
 
 
 def test_native_sidecars_default_by_istio_and_kubelet_version() -> None:
@@ -544,7 +557,7 @@ def test_cli_installs_through_a_kube_api_and_waits_for_readiness(golden_root: Pa
         # again: everything exists, so it is patched in place, not created
         posts = sum(1 for m, _ in api.requests if m == "POST")
         assert run_cli(*argv)[0] == 0
-        assert sum(1 for m, _ in api.requests if m == "PATCH") == len(api.objects)
+        assert sum(1 for m, _ in api.requests if m == "PATCH") == len(api.objects) - 1  # not the namespace
         assert sum(1 for m, _ in api.requests if m == "POST") == posts
         code, lines = run_cli("version", "--remote", "--short", "--kubeconfig", kubeconfig)
         assert (code, lines) == (0, [f"client version: {VERSION}", f"control plane version: {VERSION}"])

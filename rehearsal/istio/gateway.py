@@ -4,8 +4,8 @@ The template is ``install/istio-ingress-deployment.template.yaml`` of the golden
 ``manifests/charts/gateways/istio-ingress/templates/deployment.yaml``), rendered at run time with Helm's
 engine (PyPI ``helm-python-sdk``) and the values the chosen profile + overlay give it. The chart's
 helper templates are not in the golden folder; the few it includes are defined below with the output
-they have for these values. The Service and ServiceAccount follow the chart's service.yaml and
-serviceaccount.yaml.
+they have for these values. The Service, ServiceAccount and SDS Role/RoleBinding follow the chart's
+service.yaml, serviceaccount.yaml, role.yaml and rolebindings.yaml (no PodDisruptionBudget: one replica).
 """
 
 from __future__ import annotations
@@ -198,21 +198,47 @@ def service(vals: InstallValues, gateway: GatewaySpec) -> dict[str, Any]:
 
 
 def service_account(vals: InstallValues, gateway: GatewaySpec) -> dict[str, Any]:
-    """The gateway's ServiceAccount (``<name>-service-account``)."""
+    """The gateway's ServiceAccount (``<name>-service-account``, chart serviceaccount.yaml)."""
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": {
             "name": f"{gateway.name}-service-account",
             "namespace": gateway.namespace,
-            "labels": {**gateway.labels, "release": "istio", "istio.io/rev": vals.rev_label},
+            "labels": common_labels(vals, gateway),
         },
     }
 
 
+def sds_rbac(vals: InstallValues, gateway: GatewaySpec) -> list[dict[str, Any]]:
+    """Role and RoleBinding ``<name>-sds`` letting the gateway read secrets (chart role.yaml, rolebindings.yaml)."""
+    labels = {k: v for k, v in common_labels(vals, gateway).items() if k not in gateway.labels}
+    meta = {"name": f"{gateway.name}-sds", "namespace": gateway.namespace, "labels": labels}
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": dict(meta),
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "watch", "list"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": dict(meta),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{gateway.name}-sds"},
+            "subjects": [{"kind": "ServiceAccount", "name": f"{gateway.name}-service-account"}],
+        },
+    ]
+
+
 def gateway_objects(vals: InstallValues) -> list[dict[str, Any]]:
-    """ServiceAccount, Deployment and Service of every enabled ingress gateway."""
+    """ServiceAccount, SDS Role/RoleBinding, Deployment and Service of every enabled ingress gateway."""
     out: list[dict[str, Any]] = []
     for gateway in vals.ingress:
-        out += [service_account(vals, gateway), render_deployment(vals, gateway), service(vals, gateway)]
+        out += [
+            service_account(vals, gateway),
+            *sds_rbac(vals, gateway),
+            render_deployment(vals, gateway),
+            service(vals, gateway),
+        ]
     return out

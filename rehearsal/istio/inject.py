@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from rehearsal.istio import golden
@@ -182,10 +183,12 @@ def inject(
     hub: str = DEFAULT_HUB,
     native: bool | None = None,
     istio_namespace: str = NAMESPACE,
+    proxy_requests: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The pod (or a Deployment's pod template) as Istio's injector returns it; unchanged when not selected.
 
-    ``native`` None means Istio ``version``'s default (see :func:`native_sidecars_default`).
+    ``native`` None means Istio ``version``'s default (see :func:`native_sidecars_default`);
+    ``proxy_requests`` the injector's ``global.proxy.resources.requests`` (None: the golden's, Istio's defaults).
     """
     out = copy.deepcopy(pod)
     is_workload = "template" in out.get("spec", {})
@@ -244,6 +247,9 @@ def inject(
         native = native_sidecars_default(version) if native is None else native
         init = copy.deepcopy(next(c for c in golden_spec["initContainers"] if c["name"] == INIT))
         init["image"] = image
+        if proxy_requests:
+            for injected in (init, proxy):
+                injected["resources"] = {**injected.get("resources", {}), "requests": dict(proxy_requests)}
         own_init = spec.get("initContainers", [])
         if native:
             proxy["restartPolicy"] = "Always"

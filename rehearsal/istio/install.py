@@ -38,10 +38,14 @@ EXTRA_CA_MOUNT = "/cacerts"
 
 
 def install_components(overlay: dict[str, Any], version: str) -> list[tuple[str, list[dict[str, Any]]]]:
-    """(component, objects) in istioctl's order: "Istio core" (CRDs, namespace), "Istiod", "Ingress gateways"."""
+    """(component, objects) in istioctl's order: "Istio core", "Istiod", "Ingress gateways".
+
+    The istio namespace comes first: istioctl creates it (if absent) before applying any manifest
+    (operator/pkg/install/install.go ``installSystemNamespace``); then the base chart's CRDs.
+    """
     vals = resolve(overlay, version)
     components = [
-        ("Istio core", [*istio_crds(), namespace(vals), reader_service_account(vals)]),
+        ("Istio core", [namespace(vals), *istio_crds(), reader_service_account(vals)]),
         ("Istiod", control_plane(vals)),
     ]
     if vals.ingress:
@@ -55,6 +59,7 @@ def install_objects(overlay: dict[str, Any], version: str) -> list[dict[str, Any
 
 
 def namespace(vals: InstallValues) -> dict[str, Any]:
+    """The istio namespace, as istioctl creates it when absent (no labels without a network)."""
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": vals.namespace}}
 
 
@@ -192,13 +197,22 @@ def _injector_values(text: str, vals: InstallValues) -> str:
     return json.dumps(data, indent=2, sort_keys=True)
 
 
-def _merged_values(text: str, vals: InstallValues) -> str:
+def _chart_values(text: str, vals: InstallValues, *, original: bool) -> str:
+    """The ``values`` ConfigMap's JSON (merged-values / original-values) with this install's settings."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         return text
     data.setdefault("global", {}).update(hub=vals.hub, tag=vals.tag)
-    data.update(revision=vals.revision, env=dict(vals.pilot_env), jwksResolverExtraRootCA=vals.extra_root_ca)
+    pilot = {"env": dict(vals.pilot_env), "jwksResolverExtraRootCA": vals.extra_root_ca}
+    if original:  # what istioctl handed the chart: values under pilot, meshConfig as given
+        data["pilot"] = {**data.get("pilot", {}), **{k: v for k, v in pilot.items() if v}}
+        data["meshConfig"] = vals.mesh_config
+        data["profile"] = vals.profile
+        if vals.revision:
+            data["revision"] = vals.revision
+    else:  # after zzy_descope_legacy.yaml copied pilot.* to the top
+        data.update(revision=vals.revision, **pilot)
     return json.dumps(data, indent=2, sort_keys=True)
 
 
@@ -236,8 +250,10 @@ def control_plane(vals: InstallValues) -> list[dict[str, Any]]:
                 data["mesh"] = mesh_config(data.get("mesh", ""), vals)
             elif source["metadata"]["name"] == "istio-sidecar-injector" and "values" in data:
                 data["values"] = _injector_values(data["values"], vals)
-            elif source["metadata"]["name"] == "values" and "merged-values" in data:
-                data["merged-values"] = _merged_values(data["merged-values"], vals)
+            elif source["metadata"]["name"] == "values":
+                for key in ("merged-values", "original-values"):
+                    if key in data:
+                        data[key] = _chart_values(data[key], vals, original=key == "original-values")
         out.append(obj)
         if kind == "ConfigMap" and source["metadata"]["name"] == "istio" and vals.extra_root_ca:
             out.append(_extra_ca_configmap(vals))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ class IstiodSettings:
     path_normalization: str | None  # meshConfig.pathNormalization.normalization (None: istiod's default)
     mesh_config: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    #: the injector's sidecar requests (istio-sidecar-injector ConfigMap, global.proxy.resources.requests)
+    proxy_requests: dict[str, str] | None = None
 
     @property
     def jwks_fetch_mode(self) -> str:
@@ -39,6 +42,10 @@ def _by_name(configmaps: Iterable[dict[str, Any]] | dict[str, dict[str, Any]]) -
     if isinstance(configmaps, dict):
         return dict(configmaps)
     return {cm["metadata"]["name"]: cm for cm in configmaps}
+
+
+def _data(configmaps: dict[str, dict[str, Any]], name: str, key: str) -> str | None:
+    return ((configmaps.get(name) or {}).get("data") or {}).get(key)
 
 
 def istiod_settings(
@@ -69,8 +76,10 @@ def istiod_settings(
         if ca_configmap in cms:
             ca = (cms[ca_configmap].get("data") or {}).get(EXTRA_CA_KEY)
 
-    mesh_cm = cms.get(f"istio-{revision}" if revision else "istio")
-    mesh = yaml.safe_load(((mesh_cm or {}).get("data") or {}).get("mesh") or "") or {}
+    suffix = f"-{revision}" if revision else ""
+    injector = json.loads(_data(cms, f"istio-sidecar-injector{suffix}", "values") or "{}")
+    proxy = (injector.get("global") or {}).get("proxy") or {}
+    mesh = yaml.safe_load(_data(cms, f"istio{suffix}", "mesh") or "") or {}
     return IstiodSettings(
         version=tag,
         hub=hub.rsplit("/", 1)[0],
@@ -81,4 +90,5 @@ def istiod_settings(
         path_normalization=(mesh.get("pathNormalization") or {}).get("normalization"),
         mesh_config=mesh,
         env=env,
+        proxy_requests=((proxy.get("resources") or {}).get("requests")) or None,
     )

@@ -6,7 +6,8 @@
 
 The Istio version is ``--istio-version`` (baked in by a wrapper script) or ``$MESHJWT_REHEARSAL_ISTIO_VERSION``
 (pinned per rehearsal). ``install`` applies :func:`rehearsal.istio.install.install_components` through the
-kubeconfig's API server (create or update; CRDs first, then re-discovery), then polls the istiod and
+kubeconfig's API server (the namespace if absent, then create or update; CRDs first, then
+re-discovery), then polls the istiod and
 gateway Deployments until ready within ``--readiness-timeout``. Failures are one line and exit 1;
 any other command or flag is ``not simulated`` and exits 2.
 """
@@ -184,7 +185,7 @@ def install(args: argparse.Namespace, out: Callable[[str], None]) -> None:
             for name, objects in components:
                 for obj in objects:
                     try:
-                        api.apply(obj)
+                        api.apply(obj, update=obj["kind"] != "Namespace")  # istioctl only creates it
                     except Exception as exc:
                         where = "/".join(filter(None, [obj["metadata"].get("namespace"), obj["metadata"]["name"]]))
                         raise Failure(f"failed to apply {obj['kind']} {where}: {_one_line(exc)}") from None

@@ -38,8 +38,11 @@ class KubeApi:
     def _resource(self, api_version: str, kind: str) -> Any:
         return self._client.resources.get(api_version=api_version, kind=kind)
 
-    def apply(self, obj: dict[str, Any]) -> str:
-        """Create ``obj`` (POST), or update it with a JSON merge patch (PATCH); returns "created" or "configured"."""
+    def apply(self, obj: dict[str, Any], *, update: bool = True) -> str:
+        """Create ``obj`` (POST), or update it with a JSON merge patch (PATCH) unless ``update`` is False.
+
+        Returns "created", "configured" or "unchanged".
+        """
         from kubernetes.dynamic.exceptions import NotFoundError
 
         meta = obj["metadata"]
@@ -50,6 +53,8 @@ class KubeApi:
         except NotFoundError:
             resource.create(body=obj, namespace=namespace)
             return "created"
+        if not update:
+            return "unchanged"
         resource.patch(body=obj, name=meta["name"], namespace=namespace, content_type="application/merge-patch+json")
         return "configured"
 
