@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
+from rehearsal.tools import REPO, istioctl, write_module_wrapper
 
-REPO = Path(__file__).resolve().parents[1]
 REHEARSAL_NOTE = "simulated cluster (rehearsal of the suite's own code against Kubernetes API stand-ins; the data "
 REHEARSAL_NOTE += "plane is the local reference mesh): never conformance evidence"
 
@@ -53,19 +53,13 @@ def kubectl_version(kubectl: str) -> str:
 def wrappers(bin_dir: Path, istio_patch: str) -> None:
     """Executables standing in for kind, istioctl and docker, running this checkout's rehearsal modules."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    path = f"{REPO}${{PYTHONPATH:+:$PYTHONPATH}}"
-    scripts = {
-        "kind": f'PYTHONPATH="{path}" exec "{sys.executable}" -m rehearsal.tools.kind "$@"',
-        "istioctl": f'MESHJWT_REHEARSAL_ISTIO_VERSION="${{MESHJWT_REHEARSAL_ISTIO_VERSION:-{istio_patch}}}" '
-        f'PYTHONPATH="{path}" exec "{sys.executable}" -m rehearsal.tools.istioctl "$@"',
-        # kind needs a Docker engine; the simulated cluster does not: `docker info` answers for it
-        "docker": 'if [ "$1" = info ]; then echo "rehearsal-simulated"; exit 0; fi\n'
-        'echo "docker stand-in of the rehearsal: $* is not simulated" >&2; exit 1',
-    }
-    for name, body in scripts.items():
-        script = bin_dir / name
-        script.write_text(f"#!/bin/sh\n{body}\n")
-        script.chmod(0o755)
+    write_module_wrapper(bin_dir / "kind", "rehearsal.tools.kind")
+    istioctl.write_wrapper(bin_dir / "istioctl", istio_patch)
+    # kind needs a Docker engine; the simulated cluster does not: `docker info` answers for it
+    docker = bin_dir / "docker"
+    docker.write_text('#!/bin/sh\nif [ "$1" = info ]; then echo "rehearsal-simulated"; exit 0; fi\n'
+                      'echo "docker stand-in of the rehearsal: $* is not simulated" >&2; exit 1\n')
+    docker.chmod(0o755)
 
 
 def pytest_command(target: str, reports: Path, extra: list[str]) -> list[str]:

@@ -17,7 +17,6 @@ import os
 import re
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -28,6 +27,7 @@ from typing import Any
 from meshjwt.errors import MeshJwtError
 from meshjwt.kube.workloads import EXTERNAL_JWKS_CA_SECRET
 from meshjwt.localmesh import processes
+from meshjwt.localmesh import workloads as workload_servers
 from meshjwt.localmesh.control_plane import KINDS, ControlPlane
 from meshjwt.localmesh.envoy import Envoy, envoy_binary
 from meshjwt.localmesh.jwks_resolver import ISTIOD_REFRESH_INTERVAL, JwksResolver
@@ -35,6 +35,7 @@ from meshjwt.localmesh.ports import free_port
 from meshjwt.localmesh.topology import LISTENERS, Topology, build, connect_to, virtual_service_routes
 from meshjwt.localmesh.translate.authn import parse_duration
 from meshjwt.localmesh.world import CLUSTER_DOMAIN, World
+from meshjwt.samples import EXTERNAL_JWKS_PATH, NGINX_JWKS_PATH
 from meshjwt.settings import JWKS_FETCH_MODES
 from meshjwt.targets.local import substitute_jwks
 from meshjwt.tokens import scrub
@@ -115,22 +116,15 @@ class DataPlane:
         for name in ("nginx-proxy-jwks.json", "external-jwks.json"):
             (files / name).write_text('{"keys": []}')
         spec = {"jwks_servers": {
-            "nginx-proxy": {"routes": {"/get_jwks": str(files / "nginx-proxy-jwks.json")}},
-            "external-http": {"routes": {"/.well-known/jwks.json": str(files / "external-jwks.json")}},
-            "external-https": {"routes": {"/.well-known/jwks.json": str(files / "external-jwks.json")},
+            "nginx-proxy": {"routes": {NGINX_JWKS_PATH: str(files / "nginx-proxy-jwks.json")}},
+            "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(files / "external-jwks.json")}},
+            "external-https": {"routes": {EXTERNAL_JWKS_PATH: str(files / "external-jwks.json")},
                                "tls": {"cert": str(files / "tls.crt"), "key": str(files / "tls.key")}},
         }}  # fmt: skip
-        (self.workdir / "workloads.json").write_text(json.dumps(spec))
-        self.servers = processes.spawn([sys.executable, "-m", "meshjwt.localmesh.workloads",
-                                        str(self.workdir / "workloads.json")],
-                                       log=self.workdir / "workloads.log", stdout=subprocess.PIPE)  # fmt: skip
+        self.servers = workload_servers.spawn(spec, self.workdir)
         self.envoy = Envoy(self.workdir, envoy_binary())
         self.envoy.start(timeout)
-        assert self.servers.stdout is not None
-        line = self.servers.stdout.readline()
-        if not line:
-            raise MeshJwtError(f"workload servers did not start: see {self.workdir / 'workloads.log'}")
-        self.backends = json.loads(line)["ports"]
+        self.backends = workload_servers.await_ports(self.servers, self.workdir, timeout)
         self._worker = threading.Thread(target=self._loop, name="dataplane", daemon=True)
         self._worker.start()
         self.changed()

@@ -8,24 +8,21 @@ with the reason; in CI (``$CI`` set) one test fails with that line too, since th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ENV = "MESHJWT_ISTIO_GOLDEN"
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "istio-golden"
-
+from rehearsal.istio.golden import ENV_VAR as ENV
+from rehearsal.istio.golden import golden_root as _root
 
 #: what the golden tests read, under golden_root()
 NEEDED = ("authz/http", "authn/policy_applier_test.go")
 
 
 def golden_root(env: dict[str, str] | None = None) -> Path:
-    """The folder of Istio's golden data: ``$MESHJWT_ISTIO_GOLDEN`` if set, else ``../shared/istio-golden``."""
-    env = dict(os.environ) if env is None else env
-    return Path(env.get(ENV) or DEFAULT)
+    """The folder of Istio's golden data (:func:`rehearsal.istio.golden.golden_root`)."""
+    return _root(env)
 
 
 def missing(env: dict[str, str] | None = None) -> str | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import yaml
+from istio_golden import golden_root
 
 from meshjwt import pki
 from meshjwt.errors import ConfigError
@@ -235,8 +235,7 @@ def test_each_target_owns_its_options_and_they_are_argparse_ready():
                                                           "keep_workdir", "envoy_version"}  # fmt: skip
 
 
-INJECT_GOLDEN = Path(os.environ.get("MESHJWT_ISTIO_GOLDEN") or Path(__file__).resolve().parents[2] / "shared"
-                     / "istio-golden") / "inject"  # fmt: skip
+INJECT_GOLDEN = golden_root() / "inject"
 
 
 def _running(template_spec: dict) -> dict:

@@ -14,8 +14,10 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -129,6 +131,30 @@ def _serve_wsgi(app: Callable) -> Any:
     server = create_server(app, host="127.0.0.1", port=0, threads=4, ident="meshjwt")
     threading.Thread(target=server.run, daemon=True).start()
     return server
+
+
+def spawn(spec: dict[str, Any], workdir: Path) -> subprocess.Popen:
+    """Start the servers of ``spec`` (written to ``workdir/workloads.json``) as a child of this process; read
+    their ports with :func:`await_ports` (start other things in between)."""
+    from meshjwt.localmesh import processes
+
+    (workdir / "workloads.json").write_text(json.dumps(spec))
+    return processes.spawn([sys.executable, "-m", "meshjwt.localmesh.workloads", str(workdir / "workloads.json")],
+                           log=workdir / "workloads.log", stdout=subprocess.PIPE)  # fmt: skip
+
+
+def await_ports(proc: subprocess.Popen, workdir: Path, timeout: float) -> dict[str, int]:
+    """The servers' ports, once they listen; EnvironmentProblem (timeout 'start') with their last log line."""
+    from meshjwt.errors import EnvironmentProblem
+
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else b""
+    if not line:
+        log = (workdir / "workloads.log").read_text(errors="replace").strip().splitlines()
+        raise EnvironmentProblem(f"local workloads did not start within {timeout:g}s (timeout 'start'): "
+                                 f"{log[-1] if log else 'no output'}")  # fmt: skip
+    return json.loads(line)["ports"]
 
 
 def main(spec_path: str) -> None:

@@ -7,9 +7,7 @@ import functools
 import http.client
 import json
 import re
-import select
 import subprocess
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -23,6 +21,7 @@ from meshjwt import __version__, pki
 from meshjwt.errors import ConfigError, EnvironmentProblem, TargetCannot
 from meshjwt.keys import SigningKey, generate_key
 from meshjwt.localmesh import processes, rundirs
+from meshjwt.localmesh import workloads as workload_servers
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
 from meshjwt.localmesh.envoy_builds import cached_envoy
@@ -35,11 +34,10 @@ from meshjwt.localmesh.translate.selection import check_targeting
 from meshjwt.localmesh.validation import check as webhook_check
 from meshjwt.localmesh.world import Service, Workload
 from meshjwt.mesh import Mesh, MeshInfo, Request, Response
-from meshjwt.samples import EXTERNAL_JWKS_HOST
+from meshjwt.samples import EXTERNAL_JWKS_HOST, EXTERNAL_JWKS_PATH, NGINX_JWKS_PATH
 from meshjwt.settings import Settings
 from meshjwt.tokens import scrub
 
-EXTERNAL_JWKS_PATH = "/.well-known/jwks.json"
 ATTACKER_JWKS_PATH = "/attacker/jwks.json"  # served by the external JWKS host once a jku/x5u case asks
 #: the local istiod's JWKS refresh interval and retry delay (istiod: 20 min, 1 s): short, so that the lifecycle
 #: scenarios see a refresh within a fraction of a second; --jwks-refresh-interval / --jwks-retry-interval
@@ -161,21 +159,18 @@ class LocalMesh(Mesh):
         attacker_file.write_text('{"keys":[]}')
         certs = pki.write_ca_and_server_cert(self.workdir / "pki", [EXTERNAL_JWKS_HOST])
         spec = {"jwks_servers": {
-            "nginx-proxy": {"routes": {"/get_jwks": str(nginx_jwks)},
+            "nginx-proxy": {"routes": {NGINX_JWKS_PATH: str(nginx_jwks)},
                             "control": str(self.workdir / "nginx-control.json")},
             "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file), ATTACKER_JWKS_PATH: str(attacker_file)}},
             "external-https": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file)},
                                "tls": {"cert": str(certs.cert), "key": str(certs.key)}},
         }}  # fmt: skip
-        (self.workdir / "workloads.json").write_text(json.dumps(spec))
         timeout = self.settings.timeouts.start
-        self.workloads = processes.spawn(
-            [sys.executable, "-m", "meshjwt.localmesh.workloads", str(self.workdir / "workloads.json")],
-            log=self.workdir / "workloads.log", stdout=subprocess.PIPE,
-        )
+        self.workloads = workload_servers.spawn(spec, self.workdir)
         self.envoy = Envoy(self.workdir, binary)
         self.envoy.start(timeout)
-        self.ports = {**self._await_workloads(timeout), **{f"listener:{k}": v for k, v in listener_ports.items()}}
+        served = workload_servers.await_ports(self.workloads, self.workdir, timeout)
+        self.ports = {**served, **{f"listener:{k}": v for k, v in listener_ports.items()}}
         certs.key.unlink()  # the workloads hold it in memory now: no private key on disk for the rest of the run
         backends = {name: self.ports[name] for name in BACKENDS}
         world, proxies, clusters = build(self.topology, listener_ports, backends)
@@ -196,16 +191,6 @@ class LocalMesh(Mesh):
         )
         self.apply([])
         self.resolver.start()
-
-    def _await_workloads(self, timeout: float) -> dict[str, int]:
-        assert self.workloads and self.workloads.stdout
-        ready, _, _ = select.select([self.workloads.stdout], [], [], timeout)
-        line = self.workloads.stdout.readline() if ready else b""
-        if not line:
-            log = (self.workdir / "workloads.log").read_text(errors="replace").strip().splitlines()  # type: ignore[union-attr]
-            raise EnvironmentProblem(f"local workloads did not start within {timeout:g}s (timeout 'start'): "
-                                     f"{log[-1] if log else 'no output'}")  # fmt: skip
-        return json.loads(line)["ports"]
 
     def stop(self) -> None:
         """Stop Envoy and the workloads; remove the run directory unless asked to keep it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,17 @@ class GoldenMissing(RuntimeError):
     """Istio's golden files are not where we look; the message is one line naming what to fix."""
 
 
+def golden_root(env: Mapping[str, str] | None = None) -> Path:
+    """Where Istio's golden data is looked for: ``$MESHJWT_ISTIO_GOLDEN``, else ``<repo>/../shared/istio-golden``
+    (the one place that says so, for the rehearsal and the golden tests alike)."""
+    configured = (os.environ if env is None else env).get(ENV_VAR)
+    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "istio-golden"
+
+
 def golden_dir() -> Path:
-    """``$MESHJWT_ISTIO_GOLDEN``, else ``<repo>/../shared/istio-golden``; GoldenMissing if it is not a folder."""
+    """:func:`golden_root`; GoldenMissing if it is not a folder."""
     configured = os.environ.get(ENV_VAR)
-    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "istio-golden"
+    path = golden_root()
     if not path.is_dir():
         how = f"${ENV_VAR}={configured}" if configured else f"{path} (set ${ENV_VAR} to another folder)"
         raise GoldenMissing(f"Istio golden files not found: {how}")

@@ -271,18 +271,10 @@ def _mesh_versions(args: argparse.Namespace) -> list[dict[str, Any]] | None:
 def write_wrapper(path: Path, version: str | None = None, python: str = sys.executable) -> Path:
     """An executable ``istioctl`` for ``--istioctl-path`` running this stand-in (``version`` baked in, or None
     to take ``$MESHJWT_REHEARSAL_ISTIO_VERSION`` at run time)."""
-    import shlex
+    from rehearsal.tools import write_module_wrapper
 
-    root = Path(__file__).resolve().parents[2]
-    baked = f" --istio-version {shlex.quote(version)}" if version else ""
-    path.write_text(
-        "#!/bin/sh\n"
-        "# istioctl stand-in for rehearsals (rehearsal/tools/istioctl.py); not Istio's istioctl\n"
-        f"PYTHONPATH={shlex.quote(str(root))}${{PYTHONPATH:+:$PYTHONPATH}} exec {shlex.quote(python)} "
-        f'-m rehearsal.tools.istioctl{baked} "$@"\n'
-    )
-    path.chmod(0o755)
-    return path
+    return write_module_wrapper(path, "rehearsal.tools.istioctl", ["--istio-version", version] if version else [],
+                                python)  # fmt: skip
 
 
 def _without_baked_version(argv: Sequence[str]) -> list[str]:

@@ -16,8 +16,9 @@ import pytest
 from meshjwt.keys import KeySet
 from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
 from meshjwt.settings import Settings, Timeouts
-from rehearsal.__main__ import REPO, find_kubectl, wrappers
+from rehearsal.__main__ import find_kubectl, wrappers
 from rehearsal.istio.golden import GoldenMissing, golden_dir
+from rehearsal.tools import REPO
 
 FAST = Timeouts(start=30, install=60, deploy=60, ready_poll=0.05, apply=20, converge=10, request=5,
                 poll_interval=0.05)  # fmt: skip

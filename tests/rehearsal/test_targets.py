@@ -21,7 +21,7 @@ from meshjwt.scenarios.runner import ScenarioRunner
 from meshjwt.targets.cluster import ClusterMesh
 from meshjwt.targets.kind import KindMesh
 from meshjwt.tokens import TokenFactory
-from rehearsal.__main__ import REPO
+from rehearsal.tools import REPO
 
 DENY_ALL = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
             "metadata": {"name": "deny-all"}, "spec": {"selector": {"matchLabels": {"app": "httpbin"}}}}  # fmt: skip
