@@ -137,7 +137,7 @@ def latest(results: Iterable[CaseResult], interrupted: bool) -> list[CaseResult]
     """One result per case id (the last one), in first-run order; a case cut short by Ctrl-C is dropped."""
     by_id: dict[str, CaseResult] = {}
     for result in results:
-        if not (interrupted and result.verdict == "pending"):
+        if not (interrupted and result.verdict == Verdict.PENDING):
             by_id[result.case.id] = result  # a re-run replaces the earlier result, keeping its place
     return list(by_id.values())
 
@@ -179,9 +179,7 @@ def vulnerabilities(results: Sequence[CaseResult], mesh: MeshInfo) -> list[dict[
     (``VULNERABILITY …``) failed because the mesh accepted the token (2xx where a refusal was expected)."""
     found = []
     for result in results:
-        last = result.outcome.last if result.outcome else None
-        if (verdict_of(result) == "failed" and last is not None and 200 <= last.status < 300
-                and result.case.description.startswith("VULNERABILITY")):  # fmt: skip
+        if result.accepted_attack and result.case.description.startswith("VULNERABILITY"):
             found.append({"case": result.case.id, "meshVersion": f"{mesh.flavor} {mesh.version}",
                           "finding": " ".join(result.case.description.split())})  # fmt: skip
     return found

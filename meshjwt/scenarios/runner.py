@@ -55,6 +55,13 @@ class CaseResult:
     def observed(self) -> str:
         return self.outcome.last.summary() if self.outcome else "-"
 
+    @property
+    def accepted_attack(self) -> bool:
+        """The case failed because the mesh let a token through that it must refuse (2xx where ≥ 400 was due)."""
+        last = self.outcome.last if self.outcome else None
+        return (self.verdict == Verdict.FAILED and last is not None and 200 <= last.status < 300
+                and self.expected.status >= 400 and self.case.token.is_attack)  # fmt: skip
+
 
 @dataclass
 class ScenarioRunner:
@@ -268,10 +275,10 @@ class ScenarioRunner:
                     if step.id == case.id:
                         break
             except Unsupported as exc:
-                result.verdict, result.detail = "unsupported", str(exc)
+                result.verdict, result.detail = Verdict.UNSUPPORTED, str(exc)
                 raise
             except EnvironmentProblem as exc:
-                result.verdict, result.detail = "error", str(exc)
+                result.verdict, result.detail = Verdict.ERROR, str(exc)
                 raise
             self._converge([(result, request)])
             return result
@@ -304,8 +311,7 @@ class ScenarioRunner:
                 t, expected, case, last = self.settings.timeouts, result.expected, result.case, outcome.last
                 accepted = (f"ATTACK ACCEPTED: the mesh answered {last.status} to token {case.token.describe()}"
                             f"{' (' + case.description + ')' if case.description else ''}; "
-                            if 200 <= last.status < 300 and expected.status >= 400 and case.token.is_attack
-                            else "")  # fmt: skip
+                            if result.accepted_attack else "")  # fmt: skip
                 result.detail = scrub(
                     f"{accepted}{result.case.id}: expected {expected.describe()}"
                     + (f" ({expected.reason})" if expected.reason else "")

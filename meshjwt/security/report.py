@@ -56,7 +56,7 @@ def token_attack_summary(results: Iterable[CaseResult]) -> dict[str, Any]:
     accepted = [
         {"case": r.case.name, "token": r.case.token.describe(), "observed": r.observed}
         for r in mine
-        if r.verdict == "failed" and r.outcome and 200 <= r.outcome.last.status < 300 and r.expected.status >= 400
+        if r.accepted_attack
     ]
     count = {v: sum(1 for r in mine if r.verdict == v) for v in ("passed", "failed", "unsupported", "error")}
     return {"scenario": TOKEN_ATTACK_SCENARIO, "cases": len(mine), **count, "accepted": accepted}

@@ -36,7 +36,8 @@ WORKLOAD_ACCESS = tuple((verb, resource) for resource in ("deployments.apps", "s
 ISTIO_ACCESS = tuple((verb, f"{plural}.{group}") for group, plurals in ISTIO_RESOURCES.items()
                      for plural in plurals for verb in ("get", "create", "patch", "delete"))  # fmt: skip
 #: namespace-scoped Istio kinds that scenarios put in the root namespace (mesh-wide or gateway policies)
-ROOT_KINDS = ("requestauthentications.security.istio.io", "authorizationpolicies.security.istio.io")
+ROOT_KINDS = {"RequestAuthentication": "requestauthentications.security.istio.io",
+              "AuthorizationPolicy": "authorizationpolicies.security.istio.io"}
 SEMVER = re.compile(r"^v?(\d+\.\d+(?:\.\d+)?)(?:[-+].*)?$")
 
 
@@ -159,7 +160,7 @@ class ClusterMesh(KubeMesh):
         if denied:
             raise EnvironmentProblem(f"missing RBAC permissions: {'; '.join(denied)}")
         root = self.vars["ROOT_NAMESPACE"]
-        self.root_denied = sorted({res for res in ROOT_KINDS for verb in ("create", "patch", "delete")
+        self.root_denied = sorted({res for res in ROOT_KINDS.values() for verb in ("create", "patch", "delete")
                                    if not self._can(self.control, verb, res, root)})  # fmt: skip
         if self.root_denied:
             log(f"no permission for {', '.join(self.root_denied)} in {root}: scenarios that put them there "
@@ -271,16 +272,14 @@ class ClusterMesh(KubeMesh):
         """Apply, unless the run cannot do it on a mesh it does not own: resources in a root namespace it
         may not write, or an istiod-fetched https JWKS behind the run's own CA (istiod trusts only the
         roots its owner gave it)."""
-        root = self.vars["ROOT_NAMESPACE"]
+        root, mode = self.vars["ROOT_NAMESPACE"], jwks_fetch_mode or self.fetch_mode
+        external_https = f"https://{self.vars['EXTERNAL_JWKS_HOST']}"
         for resource in resources:
-            meta = resource.get("metadata") or {}
-            plural = f"{str(resource.get('kind', '')).lower()}s.{str(resource.get('apiVersion', '')).split('/')[0]}"
-            plural = plural.replace("policys.", "policies.")
-            if meta.get("namespace") == root and plural in self.root_denied:
+            plural = ROOT_KINDS.get(str(resource.get("kind")))
+            if (resource.get("metadata") or {}).get("namespace") == root and plural in self.root_denied:
                 raise TargetCannot(f"no permission to write {plural} in {root} (namespace-only RBAC)")
-            mode = jwks_fetch_mode or self.fetch_mode
             for rule in (resource.get("spec") or {}).get("jwtRules") or []:
-                if mode == "istiod" and str(rule.get("jwksUri", "")).startswith(f"https://{self.vars['EXTERNAL_JWKS_HOST']}"):
+                if mode == "istiod" and str(rule.get("jwksUri", "")).startswith(external_https):
                     raise TargetCannot("istiod fetches this https JWKS itself and cannot be made to trust the run's "
                                        "CA on a cluster the suite does not own (the kind target can)")
         super().apply(resources, jwks_fetch_mode=jwks_fetch_mode)

@@ -221,9 +221,7 @@ class KubeMesh(Mesh):
                                interval=self.settings.timeouts.poll_interval)  # fmt: skip
 
     def request(self, request: Request) -> Response:
-        if request.client == "ingress":
-            return self.ingress_request(request)
-        return self.mesh_requests([request])[0]
+        return self.request_many([request])[0]
 
     def sleep_pod(self) -> str:
         assert self.data is not None
@@ -271,10 +269,6 @@ class KubeMesh(Mesh):
             error = f"kubectl exec failed (exit {done.returncode}): {first_line(done.stderr)}"
             return [Response(0, error=error)] * len(requests)
         return parse_batch(CurlResult(done.stdout, done.stderr, done.returncode), nonce, len(requests))
-
-    def mesh_request(self, request: Request) -> Response:
-        """One request from the sleep pod (see :meth:`mesh_requests`)."""
-        return self.mesh_requests([request])[0]
 
     def ingress_request(self, request: Request) -> Response:
         """HTTP to the gateway with http.client, which sends the path verbatim (no dot-segment removal)."""
