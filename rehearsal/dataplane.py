@@ -10,6 +10,7 @@ where kind's port mapping (or the cluster leg's ingress URL) points.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -61,6 +62,13 @@ def secret_value(secret: Mapping[str, Any], key: str) -> str | None:
         return str(secret["stringData"][key])
     encoded = (secret.get("data") or {}).get(key)
     return base64.b64decode(encoded).decode() if encoded else None
+
+
+@functools.cache
+def system_roots() -> str:
+    """This machine's CA bundle (read once): istiod trusts it, plus its extra root CA."""
+    system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    return system.read_text() if system.is_file() else ""
 
 
 def with_routes(config: bytes, routes: list[str]) -> bytes:
@@ -225,10 +233,8 @@ class DataPlane:
         ca_secret = self.workloads.get("secrets", topology.namespace, EXTERNAL_JWKS_CA_SECRET)
         if ca_secret and (path := self._write("credential-ca.pem", secret_value(ca_secret, "cacert"))):
             secrets[EXTERNAL_JWKS_CA_SECRET] = path
-        system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
-        bundle = system.read_text() if system.is_file() else ""
         extra = self._istiod_extra_ca()
-        return self._write("istiod-roots.pem", bundle + "\n" + (extra or ""), 0o644) or "", secrets
+        return self._write("istiod-roots.pem", system_roots() + "\n" + (extra or ""), 0o644) or "", secrets
 
     def istiod_deployment(self) -> Mapping[str, Any] | None:
         """istiod's Deployment (its settings are read back from it, as the real istiod's come from it)."""
