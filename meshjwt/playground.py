@@ -175,6 +175,8 @@ def run(options: Options, out: TextIO = sys.stdout, err: TextIO = sys.stderr) ->
     """Start, watch until Ctrl-C or SIGTERM, stop. Exit 0; 2 (one line on stderr) for bad input."""
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, _raise_stop)
+    # Ctrl-C stops it even where SIGINT came in ignored (a background job of a script, some CI runners)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     playground = None
     try:
         playground = Playground(options, out)
