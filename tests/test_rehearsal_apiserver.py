@@ -696,7 +696,15 @@ def test_request_log_is_debug_only_and_masks_tokens(kube: Kube, exec_pod: str,
     command[1] = "4"
     failed = kube("exec", "-n", "exec-ns", exec_pod, "-c", "sleep", "--", *command, check=False)
     assert failed.returncode == 4
-    lines = [r.getMessage() for r in caplog.records if "/exec?command=exit&command=4&" in r.getMessage()]
+
+    def exec_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "/exec?command=exit&command=4&" in r.getMessage()]
+
+    # the server logs the exec when its handler ends, which may come after kubectl has exited: poll for it
+    deadline = time.monotonic() + 10
+    while not exec_lines() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lines = exec_lines()
     assert len(lines) == 1 and "-> 101" in lines[0] and "eyJaaa" in lines[0] and token not in caplog.text
 
 
