@@ -179,6 +179,7 @@ def test_jwt_filter_for_a_gateway(case: dict[str, Any], control_plane: ControlPl
     assert_same(got, _with_clear_route_cache(case["expected"]), f"gateway TestJwtFilter/{case['name']}")
 
 
+@pytest.mark.integration
 def test_envoy_accepts_a_gateway_filter(served_jwks: tuple[str, int]) -> None:
     rules = [{"issuer": "a", "fromHeaders": [{"name": "x-jwt", "prefix": "Bearer "}]}, {"issuer": "b"}]
     keys = {"localJwks": {"inlineString": served_jwks[0]}}

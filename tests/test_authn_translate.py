@@ -69,6 +69,7 @@ def test_unknown_rule_field_is_refused(rule, field):
         build_jwt_filter([ra("a", "foo", None, rule)], lambda r: INLINE)
 
 
+@pytest.mark.integration
 def test_envoy_accepts_the_generated_filter():
     rules = [ra("a", "foo", None, {"issuer": "i1", "fromHeaders": [{"name": "x", "prefix": "B "}]}),
              ra("b", "foo", None, {"issuer": "i2", "audiences": ["x"]})]  # fmt: skip

@@ -204,6 +204,7 @@ def test_coverage_figures() -> None:
     assert (len(compared), total, distinct) == (39, 57, 20), (len(compared), total, distinct)
 
 
+@pytest.mark.integration
 def test_envoy_accepts_the_compared_outputs() -> None:
     filters = [f for stem in COMPARED for f in build_rbac_filters(strip_input(_inputs(stem))[0])]
     filters += build_rbac_filters(_inputs("allow-host-before-111"))

@@ -377,6 +377,7 @@ def test_path_normalization_default_and_unknown() -> None:
         path_normalization("merge")
 
 
+@pytest.mark.integration
 def test_envoy_accepts_the_output() -> None:
     """Envoy 1.40 validates a bootstrap holding every kind of matcher the translator emits."""
     when = [

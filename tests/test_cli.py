@@ -23,6 +23,7 @@ def test_run_passes_the_packaged_suites_and_ignores_the_folders_pytest_config(tm
     assert args[3:] == [f"--rootdir={tmp_path}", "--target", "kind", "-k", "x"]
 
 
+@pytest.mark.integration
 def test_run_in_an_empty_folder_writes_reports_there(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --this-option-does-not-exist\n")  # not ours: ignored

@@ -25,12 +25,27 @@ def test_passes_after_stale_answers_once_three_agree():
     assert outcome.passed and outcome.attempts == 5 and outcome.history == ["status 200 != expected 403"]
 
 
+class FakeClock:
+    """Time that moves only when the code under test sleeps: convergence without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_a_flapping_answer_resets_the_count_and_fails_at_the_timeout():
     flips = iter([403, 403, 200] * 10_000)
-    outcome = converge(lambda: Response(next(flips)), expect(403), FAST)
+    clock = FakeClock()
+    timeouts = Timeouts(converge=0.5, poll_interval=0.01, consecutive=3)
+    outcome = converge(lambda: Response(next(flips)), expect(403), timeouts, clock=clock, sleep=clock.sleep)
     assert not outcome.passed
-    assert outcome.last.status == 200 and outcome.attempts >= 3
-    assert 0.5 <= outcome.seconds < 2
+    assert outcome.last.status == 200 and outcome.attempts >= 100  # a round every 0.01 s for 0.5 s, never passing
+    assert 0.5 <= outcome.seconds < 0.52
     assert "status 200 != expected 403" in outcome.problem
 
 

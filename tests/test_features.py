@@ -49,6 +49,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest(str(ROOT / "suites"), "-q", "-rs", "--reports-dir", "r", *args)
 
 
+@pytest.mark.integration
 def test_options_file_and_command_line_precedence(pytester, tmp_path):
     options = tmp_path / "options.yaml"
     options.write_text("exempt-features: [JWT.EdDSA]\ntimeout_converge: 7\nmesh-version: '1.7'\n")

@@ -172,6 +172,7 @@ def test_space_delimited_claims_are_ignored_before_1_28() -> None:
     assert claims == {"1.27": ["permission", "scope"], "1.28": ["permission", "roles", "scope"]}
 
 
+@pytest.mark.integration
 def test_an_envoy_build_pypi_lacks_is_one_line_and_leaves_no_cache_entry(tmp_path, monkeypatch) -> None:
     from meshjwt.errors import EnvironmentProblem
     from meshjwt.localmesh.envoy_builds import cached_envoy

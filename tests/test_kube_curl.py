@@ -44,6 +44,7 @@ def echo_url():
     server.server_close()
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_batch_config_runs_every_transfer_in_order_with_verbatim_paths(echo_url):
     transfers = [

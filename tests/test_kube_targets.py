@@ -21,6 +21,7 @@ def settings(target: str, **extra) -> Settings:
     return Settings(target=target, timeouts=Timeouts(request=3.0), extra=extra)
 
 
+@pytest.mark.integration
 def test_kind_without_docker_fails_fast_with_one_line(tmp_path, monkeypatch):
     if docker_engine_problem() is None:
         pytest.skip("a Docker engine is available here: the no-Docker path cannot be exercised")
@@ -120,6 +121,7 @@ def test_cluster_namespaces_are_prefixed():
     )
 
 
+@pytest.mark.integration
 def test_cluster_unreachable_is_one_line_within_seconds(tmp_path):
     kubectl = shutil.which("kubectl")
     if kubectl is None:

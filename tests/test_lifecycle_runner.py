@@ -17,6 +17,8 @@ from meshjwt.settings import Settings, Timeouts
 from meshjwt.targets.local import LocalMesh
 from meshjwt.tokens import TokenFactory
 
+pytestmark = pytest.mark.integration  # every test here starts real processes
+
 LIFECYCLE = {s.name: s for s in load_file(BUILTIN_DIR / "07-jwks-lifecycle.yaml")}
 FAST = {"jwks_refresh_interval": 0.1, "jwks_retry_interval": 0.02}
 

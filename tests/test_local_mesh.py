@@ -47,6 +47,7 @@ def get(mesh, token=None, **kwargs):
     return mesh.request(Request(headers=headers, **kwargs))
 
 
+@pytest.mark.integration
 def test_two_issuers_each_accepted_and_invalid_tokens_refused(mesh, keys):
     jwks = keys.jwks_json()
     mesh.apply([ra("a", {"issuer": "issuer-a", "jwks": jwks}), ra("b", {"issuer": "issuer-b", "jwks": jwks})])
@@ -59,6 +60,7 @@ def test_two_issuers_each_accepted_and_invalid_tokens_refused(mesh, keys):
     assert get(mesh, TokenFactory(keys, "issuer-c").valid()).body == "Jwt issuer is not configured"
 
 
+@pytest.mark.integration
 def test_token_header_is_removed_unless_forwarded_and_claims_become_headers(mesh, keys, tokens):
     rule = {"issuer": tokens.issuer, "jwks": keys.jwks_json(), "outputClaimToHeaders": [{"header": "x-jwt-foo",
             "claim": "foo"}]}  # fmt: skip
@@ -70,6 +72,7 @@ def test_token_header_is_removed_unless_forwarded_and_claims_become_headers(mesh
     assert "Authorization" in json.loads(get(mesh, tokens.valid()).body)["headers"]
 
 
+@pytest.mark.integration
 def test_cors_preflight_skips_jwt_even_with_an_expired_token(mesh, keys, tokens):
     mesh.apply([ra("a", {"issuer": tokens.issuer, "jwks": keys.jwks_json()})])
     preflight = {"Origin": "http://example.com", "Access-Control-Request-Method": "GET"}
@@ -77,6 +80,7 @@ def test_cors_preflight_skips_jwt_even_with_an_expired_token(mesh, keys, tokens)
     assert get(mesh, tokens.expired(), method="OPTIONS").status == 401
 
 
+@pytest.mark.integration
 def test_custom_token_location(mesh, keys, tokens):
     rule = {"issuer": tokens.issuer, "jwks": keys.jwks_json(), "fromHeaders": [{"name": "x-jwt", "prefix": "Tok "}]}
     mesh.apply([ra("a", rule)])
@@ -85,12 +89,14 @@ def test_custom_token_location(mesh, keys, tokens):
     assert get(mesh, tokens.expired()).status == 200, "Authorization is no longer a token location"
 
 
+@pytest.mark.integration
 def test_unreachable_jwks_uri_in_istiod_mode_refuses_every_token(mesh, tokens):
     mesh.apply([ra("a", {"issuer": tokens.issuer, "jwksUri": "http://nowhere.invalid/jwks"})])
     assert (get(mesh, tokens.valid()).status, get(mesh).status) == (401, 200)
     assert any("could not fetch" in note for note in mesh.last.notes)
 
 
+@pytest.mark.integration
 def test_gateway_policy_does_not_touch_the_sidecar(mesh, keys, tokens):
     gateway_ra = ra("gw", {"issuer": tokens.issuer, "jwks": keys.jwks_json()}, "istio-system",
                     {"app": "istio-ingressgateway"})  # fmt: skip
@@ -118,6 +124,7 @@ def test_gateway_policy_does_not_touch_the_sidecar(mesh, keys, tokens):
          None),
     ],
 )  # fmt: skip
+@pytest.mark.integration
 def test_unsupported_input_is_refused_naming_it_and_keeps_the_previous_config(mesh, tokens, keys, resource, message):
     mesh.apply([ra("a", {"issuer": tokens.issuer, "jwks": keys.jwks_json()})])
     if message is None:  # a ServiceEntry whose DestinationRule names a Secret the local mesh lacks
@@ -148,6 +155,7 @@ def test_missing_envoy_binary_is_one_line(keys):
         mesh.start()
 
 
+@pytest.mark.integration
 def test_stop_releases_processes_and_ports(keys):
     mesh = LocalMesh(SETTINGS, keys.jwks_json())
     mesh.start()
@@ -163,6 +171,7 @@ def test_stop_releases_processes_and_ports(keys):
     assert not mesh.workdir.exists()
 
 
+@pytest.mark.integration
 def test_a_new_policy_governs_the_very_next_request(mesh, keys, tokens):
     """No polling: after apply() returns, the first request already sees the new configuration,
     also on a client connection that was opened (and used) before the change."""
@@ -188,6 +197,7 @@ def test_a_new_policy_governs_the_very_next_request(mesh, keys, tokens):
             old.close()
 
 
+@pytest.mark.integration
 def test_a_config_envoy_refuses_leaves_the_last_good_one(mesh, keys, tokens, monkeypatch):
     from meshjwt.localmesh.envoy import ConfigRejected
 

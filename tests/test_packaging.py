@@ -39,6 +39,7 @@ def test_without_an_install_the_checkout_is_used(monkeypatch):
     assert data.manifests_dir() == ROOT / "manifests"
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="setuptools is not installed here")
 def test_the_wheel_carries_suites_scenarios_and_manifests(tmp_path):
     source = tmp_path / "src"

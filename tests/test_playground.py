@@ -117,6 +117,7 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+@pytest.mark.integration
 def test_playground_answers_reloads_and_stops(start: Callable[..., Playground], tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     policies.mkdir()
@@ -157,6 +158,7 @@ def test_playground_answers_reloads_and_stops(start: Callable[..., Playground], 
     assert not Path(workdir).exists()
 
 
+@pytest.mark.integration
 def test_the_examples_policies_work_as_documented(start: Callable[..., Playground], tmp_path: Path) -> None:
     docs = (ROOT / "docs" / "report-and-playground.md").read_text()
     blocks = re.findall(r"```yaml\n(apiVersion: security.*?)```", docs, re.S)
@@ -175,6 +177,7 @@ def test_the_examples_policies_work_as_documented(start: Callable[..., Playgroun
     assert playground.proc.wait(timeout=20) == 0
 
 
+@pytest.mark.integration
 def test_sigterm_stops_cleanly(start: Callable[..., Playground], tmp_path: Path) -> None:
     playground = start(tmp_path)  # an empty folder: the mesh without policies
     workdir = playground.wait_for_line(r"^envoy pid: \d+; workdir: (\S+)").group(1)
@@ -208,6 +211,7 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path, bad_input) -> None:
     assert re.search(r"p\.yaml:\d+: not valid YAML", bad_input("--policies", str(tmp_path)))
 
 
+@pytest.mark.integration
 def test_policy_the_mesh_refuses_at_start(tmp_path: Path, bad_input) -> None:
     (tmp_path / "p.yaml").write_text(REQUIRE_JWT.replace("action: ALLOW", "action: ALLOW\n  bogus: 1"))
     assert "spec.bogus" in bad_input("--policies", str(tmp_path))

@@ -192,6 +192,7 @@ def request_authentication(name: str, ns: str, rules: list[dict[str, Any]]) -> d
 
 
 # --- discovery, version, OpenAPI ------------------------------------------------------------------------
+@pytest.mark.integration
 def test_version_discovery_and_openapi(server: ApiServer, kube: Kube) -> None:
     version = kube.json("version")
     assert version["serverVersion"]["minor"] == "32" and version["serverVersion"]["gitVersion"] == "v1.32.4"
@@ -210,6 +211,7 @@ def test_version_discovery_and_openapi(server: ApiServer, kube: Kube) -> None:
     kube("wait", "--for=condition=Ready", "node", "--all", "--timeout=10s")
 
 
+@pytest.mark.integration
 def test_crd_adds_its_kind_and_is_served_with_merge_patch(server: ApiServer, kube: Kube) -> None:
     kube.apply(namespace("crd-ns"))
     missing = kube("get", "requestauthentications", "-A", check=False)
@@ -241,6 +243,7 @@ def test_crd_adds_its_kind_and_is_served_with_merge_patch(server: ApiServer, kub
 
 
 # --- apply, generation, errors ------------------------------------------------------------------------
+@pytest.mark.integration
 def test_apply_create_update_noop_and_generation(server: ApiServer, kube: Kube) -> None:
     ns = "apply-ns"
     out = kube.apply(namespace(ns), configmap("cm", ns, a="1"), deployment("web", ns))
@@ -276,6 +279,7 @@ def test_apply_create_update_noop_and_generation(server: ApiServer, kube: Kube) 
     assert server.store.get("deployments.apps", ns, "web")["metadata"]["generation"] == 2
 
 
+@pytest.mark.integration
 def test_strategic_merge_patch_from_kubectl_merges_named_items(kube: Kube) -> None:
     ns = "smp-ns"
     kube.apply(namespace(ns), deployment("smp", ns))
@@ -328,6 +332,7 @@ def test_strategic_merge_directives() -> None:
     assert three_way == {"spec": {"env": [{"name": "Y"}, {"name": "X", "$patch": "delete"}], "a": None}}
 
 
+@pytest.mark.integration
 def test_server_side_apply_creates_and_updates(kube: Kube) -> None:
     ns = "ssa-ns"
     kube.apply(namespace(ns), extra=("--server-side",))
@@ -337,6 +342,7 @@ def test_server_side_apply_creates_and_updates(kube: Kube) -> None:
     assert kube.json("get", "cm", "ssa", "-n", ns)["data"] == {"a": "9"}
 
 
+@pytest.mark.integration
 def test_cluster_scoped_and_rbac_kinds(kube: Kube) -> None:
     rbac_v1 = "rbac.authorization.k8s.io/v1"
     docs = [
@@ -362,6 +368,7 @@ def test_cluster_scoped_and_rbac_kinds(kube: Kube) -> None:
         "role.rbac.authorization.k8s.io/r")
 
 
+@pytest.mark.integration
 def test_errors_are_status_objects_like_the_real_server(server: ApiServer, kube: Kube) -> None:
     ns = "err-ns"
     kube.apply(namespace(ns), configmap("dup", ns))
@@ -382,6 +389,7 @@ def test_errors_are_status_objects_like_the_real_server(server: ApiServer, kube:
                       "details": {"name": "nope", "kind": "configmaps"}, "code": 404}
 
 
+@pytest.mark.integration
 def test_finalizers_hold_a_deletion_until_removed(server: ApiServer, kube: Kube) -> None:
     ns = "fin-ns"
     held = configmap("held", ns)
@@ -393,6 +401,7 @@ def test_finalizers_hold_a_deletion_until_removed(server: ApiServer, kube: Kube)
     assert server.store.get("configmaps", ns, "held") is None
 
 
+@pytest.mark.integration
 def test_a_failing_hook_is_a_500_status(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     def broken(pod: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
         raise KeyError("sidecar template")
@@ -408,6 +417,7 @@ def test_a_failing_hook_is_a_500_status(tmp_path: Path, caplog: pytest.LogCaptur
     assert "POST /api/v1/namespaces/default/pods failed" in caplog.text
 
 
+@pytest.mark.integration
 def test_label_and_field_selectors(kube: Kube) -> None:
     ns = "sel-ns"
     docs = [namespace(ns)]
@@ -435,6 +445,7 @@ def test_label_and_field_selectors(kube: Kube) -> None:
 
 
 # --- controllers ----------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_deployment_makes_injected_pods_that_become_ready(server: ApiServer, kube: Kube) -> None:
     ns = "ctl-ns"
     kube.apply(namespace(ns, inject=True), deployment("httpbin", ns, replicas=2, version="v1"))
@@ -477,6 +488,7 @@ def test_deployment_makes_injected_pods_that_become_ready(server: ApiServer, kub
          "pods and replicasets collected with their deployment")
 
 
+@pytest.mark.integration
 def test_terminating_namespace_refuses_new_content(tmp_path: Path) -> None:
     # a server of its own with a long termination window: the assertions must not race the finalizer
     with ApiServer(name="term", namespace_finalize_delay=30, node=None) as api:
@@ -494,6 +506,7 @@ def test_terminating_namespace_refuses_new_content(tmp_path: Path) -> None:
         assert api.store.get("configmaps", ns, "cm") is not None  # contents stay while Terminating
 
 
+@pytest.mark.integration
 def test_namespace_delete_waits_until_it_and_its_contents_are_gone(server: ApiServer, kube: Kube) -> None:
     ns = "term2"
     docs = [namespace(ns), configmap("cm", ns), deployment("app", ns)]
@@ -507,6 +520,7 @@ def test_namespace_delete_waits_until_it_and_its_contents_are_gone(server: ApiSe
     assert not server.store.list("configmaps", ns) and not server.store.list("pods", ns)
 
 
+@pytest.mark.integration
 def test_service_status_load_balancer_is_settable(server: ApiServer, kube: Kube) -> None:
     ns = "svc-ns"
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gw", "namespace": ns},
@@ -579,6 +593,7 @@ def test_store_api_from_another_thread(server: ApiServer, caplog: pytest.LogCapt
 
 
 # --- watches --------------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_watch_streams_events_and_ends_with_its_client(server: ApiServer, kube: Kube) -> None:
     ns = "watch-ns"
     kube.apply(namespace(ns))
@@ -625,6 +640,7 @@ def test_self_subject_access_review_protobuf_decoding() -> None:
                               tenant)["status"]["allowed"] is False
 
 
+@pytest.mark.integration
 def test_tenant_rbac_over_tls(tmp_path: Path) -> None:
     tenants = {"alice-token": Tenant("alice", ("team-",)), "bob-token": Tenant("bob", ("ro-",), False)}
     with ApiServer(name="rbac", tenants=tenants, pod_ready_delay=0, exec_handler=run_command) as api:
@@ -670,6 +686,7 @@ def exec_pod(server: ApiServer, kube: Kube) -> str:
     return kube.json("get", "pods", "-n", ns, "-l", "app=sleep")["items"][0]["metadata"]["name"]
 
 
+@pytest.mark.integration
 def test_exec_output_exit_codes_and_container(kube: Kube, exec_pod: str) -> None:
     ns = "exec-ns"
     assert kube("exec", "-n", ns, exec_pod, "-c", "sleep", "--", "echo", "hello", "world").stdout == "hello world\n"
@@ -684,6 +701,7 @@ def test_exec_output_exit_codes_and_container(kube: Kube, exec_pod: str) -> None
     assert kube("exec", "-n", ns, exec_pod, "-c", "sleep", "--", "len", *long_args).stdout == "1050000"
 
 
+@pytest.mark.integration
 def test_request_log_is_debug_only_and_masks_tokens(kube: Kube, exec_pod: str,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     token = "eyJ" + "a" * 40 + "." + "b" * 40 + "." + "c" * 40
@@ -708,12 +726,14 @@ def test_request_log_is_debug_only_and_masks_tokens(kube: Kube, exec_pod: str,
     assert len(lines) == 1 and "-> 101" in lines[0] and "eyJaaa" in lines[0] and token not in caplog.text
 
 
+@pytest.mark.integration
 def test_exec_stdin_is_byte_exact(kube: Kube, exec_pod: str) -> None:
     data = os.urandom(1_500_000)
     out = kube("exec", "-i", "-n", "exec-ns", exec_pod, "-c", "sleep", "--", "cat", input=data, text=False)
     assert out.returncode == 0 and out.stdout == data
 
 
+@pytest.mark.integration
 def test_exec_needs_a_running_pod(server: ApiServer, kube: Kube) -> None:
     ns = "pending-ns"
     kube.apply(namespace(ns))
@@ -725,6 +745,7 @@ def test_exec_needs_a_running_pod(server: ApiServer, kube: Kube) -> None:
     assert kube("get", "pod", "pending", "-n", ns, "-o", "jsonpath={.status.phase}").stdout == "Succeeded"
 
 
+@pytest.mark.integration
 def test_logs(kube: Kube, exec_pod: str) -> None:
     ns = "exec-ns"
     assert kube("logs", "-n", ns, exec_pod, "-c", "sleep", "--tail=2").stdout == "sleep line 4\nsleep line 5\n"
@@ -733,6 +754,7 @@ def test_logs(kube: Kube, exec_pod: str) -> None:
 
 
 # --- the kubernetes Python client -----------------------------------------------------------------------
+@pytest.mark.integration
 def test_kubernetes_python_client(server: ApiServer, kube: Kube, exec_pod: str) -> None:
     from kubernetes import client, config, watch
     from kubernetes.stream import stream
@@ -760,6 +782,7 @@ def test_kubernetes_python_client(server: ApiServer, kube: Kube, exec_pod: str) 
         api_client.close()
 
 
+@pytest.mark.integration
 def test_exec_v4_channel_protocol(server: ApiServer, exec_pod: str) -> None:
     import websocket
 
@@ -782,6 +805,7 @@ def test_exec_v4_channel_protocol(server: ApiServer, exec_pod: str) -> None:
 
 
 # --- lifecycle ------------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_stop_frees_the_port_and_leaves_no_thread(tmp_path: Path) -> None:
     before = set(threading.enumerate())
     api = ApiServer(name="life", pod_ready_delay=0, exec_handler=run_command)
@@ -833,6 +857,7 @@ def istio_crd(kind: str, plural: str, group: str = "networking.istio.io") -> dic
                      "versions": [{"name": "v1", "served": True, "storage": True, "schema": schema}]}}
 
 
+@pytest.mark.integration
 def test_project_workloads_deploy_and_become_ready(server: ApiServer, kube: Kube,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECACHEDIR", str(kube.cache))
@@ -866,6 +891,7 @@ def test_project_workloads_deploy_and_become_ready(server: ApiServer, kube: Kube
     kubectl.delete(ResourceRef.of(ra), timeout=10)  # --ignore-not-found: a second delete is fine
 
 
+@pytest.mark.integration
 def test_module_entry_point(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kc"
     with subprocess.Popen([sys.executable, "-m", "rehearsal.apiserver", "--kubeconfig", str(kubeconfig)],

@@ -441,6 +441,12 @@ def test_injected_proxy_follows_revision_hub_and_owner(golden_root: Path) -> Non
 # --- the istioctl stand-in ------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def quick_readiness_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in polls Deployments every 0.5 s like istioctl; the tests need not wait that long."""
+    monkeypatch.setattr(istioctl, "POLL_INTERVAL", 0.02)
+
+
 def run_cli(*argv: str, version: str | None = VERSION) -> tuple[int, list[str]]:
     lines: list[str] = []
     args = (["--istio-version", version] if version else []) + list(argv)
@@ -569,7 +575,8 @@ def test_cli_times_out_with_one_line(golden_root: Path, helm: None, tmp_path: Pa
     with StubApi(ready_after=None) as api:
         kubeconfig = str(api.kubeconfig(tmp_path / "kubeconfig"))
         started = time.monotonic()
-        code, lines = run_cli("install", "-y", "-f", str(file), "--kubeconfig", kubeconfig, "--readiness-timeout", "1s")
+        code, lines = run_cli("install", "-y", "-f", str(file), "--kubeconfig", kubeconfig,
+                              "--readiness-timeout", "300ms")  # fmt: skip
         assert time.monotonic() - started < 10
     err = capsys.readouterr().err
     assert code == 1 and lines == ["✔ Istio core installed ⛵️"]
@@ -600,6 +607,7 @@ def test_cli_unreachable_api_is_one_line(golden_root: Path, helm: None, tmp_path
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.integration
 def test_cli_module_entry_point(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "rehearsal.tools.istioctl", "--istio-version", VERSION, "proxy-status"],
@@ -611,6 +619,7 @@ def test_cli_module_entry_point(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr == "not simulated: proxy-status\n" and not done.stdout
 
 
+@pytest.mark.integration
 def test_wrapper_executable_for_istioctl_path(tmp_path: Path) -> None:
     baked = istioctl.write_wrapper(tmp_path / "istioctl", "1.27.8")
     env = {k: v for k, v in os.environ.items() if k != istioctl.VERSION_ENV}

@@ -178,6 +178,7 @@ def test_html_is_self_contained_with_the_claims_table() -> None:
     assert 'class="failure"' in page and 'class="success"' in page
 
 
+@pytest.mark.integration
 def test_end_to_end_run_writes_the_report_and_prints_the_table(pytester: pytest.Pytester, tmp_path: Path) -> None:
     proc = run_suites(pytester, "-q", "-k", "path-exclusion", "--reports-dir", str(tmp_path),
                       "--report-organization", "ACME", "--report-contact", "me@example.com")  # fmt: skip
@@ -205,6 +206,7 @@ def test_end_to_end_run_writes_the_report_and_prints_the_table(pytester: pytest.
     assert "result: success" in proc.stdout.str()
 
 
+@pytest.mark.integration
 def test_no_report_option_writes_nothing(pytester: pytest.Pytester, tmp_path: Path) -> None:
     proc = run_suites(pytester, "-q", "-k", "products-0-no-token", "--no-report", "--reports-dir", str(tmp_path))
     assert proc.ret == 0, proc.stdout.str()[-3000:]
@@ -233,6 +235,7 @@ cases:
 """
 
 
+@pytest.mark.integration
 def test_failing_run_still_writes_the_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
     scenarios = tmp_path / "mine.yaml"
     scenarios.write_text(USER_SCENARIOS)
@@ -271,6 +274,7 @@ def read_until(proc: subprocess.Popen, marker: bytes, deadline: float) -> bytes:
     return seen
 
 
+@pytest.mark.integration
 def test_report_is_written_after_ctrl_c(tmp_path: Path) -> None:
     scenarios = tmp_path / "mine.yaml"
     scenarios.write_text(USER_SCENARIOS.split("---")[0])
@@ -303,6 +307,7 @@ class ExemptOneCase:
             pytest.skip("feature Authz.PathExclusion is exempt (--exempt-features)")
 
 
+@pytest.mark.integration
 def test_cases_skipped_before_the_runner_are_reported_unsupported(pytester: pytest.Pytester, tmp_path: Path) -> None:
     proc = run_suites(pytester, "-q", "-k", "products-0", "--reports-dir", str(tmp_path), plugins=(ExemptOneCase(),))
     assert proc.ret == 0, proc.stdout.str()[-3000:]

@@ -96,6 +96,7 @@ class Run:
             time.sleep(0.02)
 
 
+@pytest.mark.integration
 def test_clean_after_a_passing_run(tmp_path):
     run = Run(tmp_path, "-k", "path-exclusion")
     result = run.run()
@@ -104,6 +105,7 @@ def test_clean_after_a_passing_run(tmp_path):
     run.assert_clean()
 
 
+@pytest.mark.integration
 def test_clean_after_a_failing_run_and_no_token_in_any_output(tmp_path):
     # with no RequestAuthentication, httpbin echoes the Authorization header: the worst case for leaks
     manifest = ROOT / "manifests" / "scenarios" / "ra-httpbin-inline.yaml"  # its inline JWKS holds HS secrets
@@ -123,6 +125,7 @@ def test_clean_after_a_failing_run_and_no_token_in_any_output(tmp_path):
     run.assert_clean()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_clean_after_interrupt_or_kill_mid_run(tmp_path, sig):
     (tmp_path / "fail.yaml").write_text(FAILING)
@@ -151,6 +154,7 @@ def test_clean_after_interrupt_or_kill_mid_run(tmp_path, sig):
     run.assert_clean()
 
 
+@pytest.mark.integration
 def test_toxs_interrupt_sequence_leaves_nothing_and_no_traceback(tmp_path):
     """A terminal's Ctrl-C reaches tox and pytest; tox sends SIGINT again at once and SIGTERM 0.3 s later."""
     (tmp_path / "fail.yaml").write_text(FAILING)
@@ -244,6 +248,7 @@ def test_port_in_use(in_process):
     assert processes_mentioning(str(in_process.tmp)) == []
 
 
+@pytest.mark.integration
 def test_unsupported_istio_field_fails_naming_it(in_process, tmp_path):
     (tmp_path / "principals.yaml").write_text(UNSUPPORTED)
     result = in_process.run("--scenarios", str(tmp_path / "principals.yaml"), "-k", "uses-principals")

@@ -8,6 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from meshjwt.localmesh import processes, rundirs
 
 
@@ -25,6 +27,7 @@ def test_a_new_folder_is_private_and_names_this_process(tmp_path):
     assert not path.exists()
 
 
+@pytest.mark.integration
 def test_sweep_removes_only_folders_whose_owner_is_gone(tmp_path):
     mine = rundirs.create(rundirs.new_path(parent=tmp_path))
     orphan = tmp_path / f"{rundirs.PREFIX}{dead_pid()}-123-0123abcd"
@@ -48,6 +51,7 @@ def test_remove_owned_is_the_interrupts_last_resort(tmp_path):
     assert not owned.exists() and kept.exists()
 
 
+@pytest.mark.integration
 def test_kill_all_kills_every_tracked_group_at_once(tmp_path):
     children = [processes.spawn([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
     processes.kill_all()

@@ -14,11 +14,11 @@ LINE = re.compile(r"^probe (NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES) \S
 
 
 def test_corpus_is_deterministic_sendable_and_large():
-    first, again = corpus.build(seed=7, mutation_count=120), corpus.build(seed=7, mutation_count=120)
+    first, again = corpus.build(seed=7, mutation_count=30), corpus.build(seed=7, mutation_count=30)
     assert first.paths == again.paths and first.seed == 7
     assert len(first.paths) >= 500 and len(set(first.paths)) == len(first.paths)
-    assert 0 < first.mutations <= 120 and corpus.check(first.paths) == []
-    other = corpus.build(seed=8, mutation_count=120)
+    assert 0 < first.mutations <= 30 and corpus.check(first.paths) == []
+    other = corpus.build(seed=8, mutation_count=30)
     assert other.paths[other.fixed :] != first.paths[first.fixed :]
 
 

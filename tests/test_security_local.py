@@ -23,6 +23,8 @@ from meshjwt.settings import Settings, Timeouts
 from meshjwt.targets.local import LocalMesh
 from meshjwt.tokens import TokenFactory
 
+pytestmark = pytest.mark.integration  # every test here starts real processes
+
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = Settings(timeouts=Timeouts.of(LocalMesh.default_timeouts, {"converge": 1.0}))
 SMALL = Corpus(("//private/secret.html", "/private%2Fsecret.html", "/./private/secret.html", "/public/index.html"),

@@ -30,6 +30,7 @@ def test_probe_is_unsupported_off_the_local_mesh():
         assert "no probe backends" in unsupported_reason(Settings(target=target))
 
 
+@pytest.mark.integration
 def test_kube_curl_sends_a_repeated_header_twice():
     def config(url: str) -> str:
         transfer = Transfer(url, headers={"Authorization": "Bearer\tA"}, extra_headers=[("Authorization", "B")])

@@ -42,6 +42,7 @@ def test_target_refs_are_refused_at_load_on_the_local_target(pytester: pytest.Py
     assert list((pytester.path / "r" / "local").iterdir()) == [], "refused before anything ran"
 
 
+@pytest.mark.integration
 def test_a_run_starts_by_removing_the_previous_runs_outputs(pytester: pytest.Pytester):
     local = pytester.path / "r" / "local"
     (local / "artifacts" / "old-case").mkdir(parents=True)

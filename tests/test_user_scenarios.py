@@ -16,6 +16,7 @@ def test_readme_example_is_the_shipped_file():
     assert blocks[0] == (ROOT / "examples" / "scenarios" / "admin-only.yaml").read_text()
 
 
+@pytest.mark.integration
 def test_readme_example_runs_through_scenarios(pytester: pytest.Pytester):
     result = pytester.runpytest(str(ROOT / "suites"), "-q", "--scenarios", str(ROOT / "examples" / "scenarios"),
                                 "-k", "admin-claim-required", "--reports-dir", "r")  # fmt: skip
