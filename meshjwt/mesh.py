@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from meshjwt.settings import TargetOptions
+
 Client = Literal["mesh", "ingress"]
 
 
@@ -55,9 +57,9 @@ class Mesh(abc.ABC):
     """A mesh the suite can drive. One instance per pytest session, chosen by ``--target``."""
 
     name: ClassVar[str]
-    #: this target's own pytest options, ``(flag, argparse keyword arguments)``; their values reach the
-    #: target as ``settings.extra[dest]`` (as each pytest-testinfra backend takes its own arguments)
-    options: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = ()
+    #: this target's own options, typed: one pytest flag per field; the run's values reach the target as
+    #: ``settings.target_options`` (as each pytest-testinfra backend takes its own keyword arguments)
+    Options: ClassVar[type[TargetOptions]] = TargetOptions
     #: this target's defaults for the named timeouts (``Timeouts`` field → seconds); the user's win
     default_timeouts: ClassVar[Mapping[str, float]] = {}
 

@@ -22,7 +22,7 @@ from meshjwt.localmesh.topology import Topology
 from meshjwt.placeholders import substitute
 from meshjwt.scenarios.loader import read_resources
 from meshjwt.settings import Settings, Timeouts
-from meshjwt.targets.local import LocalMesh
+from meshjwt.targets.local import LocalMesh, LocalOptions
 from meshjwt.tokens import DEFAULT_ISSUER, DEFAULT_SUBJECT, TokenFactory
 
 SIDECAR_HOST = f"httpbin.{Topology().namespace}:8000"
@@ -84,7 +84,8 @@ class Playground:
         self.out = out
         settings = Settings(
             target="local", jwks_fetch_mode=options.jwks_fetch_mode, timeouts=Timeouts.of(LocalMesh.default_timeouts),
-            extra={"local_sidecar_port": options.sidecar_port, "local_gateway_port": options.gateway_port},
+            target_options=LocalOptions(local_sidecar_port=options.sidecar_port,
+                                        local_gateway_port=options.gateway_port),
         )  # fmt: skip
         keys = KeySet()
         self.tokens = TokenFactory(keys, issuer=options.issuer)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 FLAVORS = ("istio", "asm")
 JWKS_FETCH_MODES = ("istiod", "hybrid", "envoy")
@@ -38,6 +40,60 @@ class Timeouts:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def option(flag: str, help: str, *, metavar: str | None = None, run_default: Any = None) -> Mapping[str, Any]:
+    """The pytest flag of a :class:`TargetOptions` field: ``field(default=None, metadata=option(...))``.
+
+    ``run_default``: the suite run's default when it differs from the field's (a mesh built in code)."""
+    return {"flag": flag, "help": help, "metavar": metavar, "run_default": run_default}
+
+
+_Options = TypeVar("_Options", bound="TargetOptions")
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """A target's own options, typed (as each pytest-testinfra backend takes its own keyword arguments).
+
+    Each target subclasses it; every field is one pytest flag (its metadata from :func:`option`): a ``bool``
+    is a switch, an ``int``/``float`` is converted, a value not given keeps the field's default."""
+
+    @classmethod
+    def flags(cls) -> list[tuple[str, dict[str, Any]]]:
+        """``(flag, argparse keyword arguments)`` of every field, for ``parser.addoption``."""
+        hints = typing.get_type_hints(cls)
+        result = []
+        for f in fields(cls):
+            default = f.metadata.get("run_default")
+            if default is None:
+                default = None if f.default is MISSING else f.default
+            kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata["help"], "default": default}
+            kind = hints[f.name]
+            if kind is bool:
+                kwargs["action"] = "store_true"
+            else:
+                given = [a for a in typing.get_args(kind) if a is not type(None)] if _is_union(kind) else [kind]
+                if given and given[0] in (int, float):
+                    kwargs["type"] = given[0]
+                if f.metadata.get("metavar"):
+                    kwargs["metavar"] = f.metadata["metavar"]
+            result.append((f.metadata["flag"], kwargs))
+        return result
+
+    @classmethod
+    def from_values(cls: type[_Options], values: Mapping[str, Any]) -> _Options:
+        """These options from parsed values by field name (``None`` or missing: the field's default)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if values.get(f.name) is not None})
+
+    @classmethod
+    def of(cls: type[_Options], given: TargetOptions) -> _Options:
+        """``given`` as these options: itself if it is one, else the fields both have (the rest: defaults)."""
+        return given if isinstance(given, cls) else cls.from_values(asdict(given))
+
+
+def _is_union(kind: Any) -> bool:
+    return typing.get_origin(kind) in (typing.Union, types.UnionType)
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a target needs to know about the run."""
@@ -50,8 +106,10 @@ class Settings:
     reports_dir: Path = Path("reports")
     supported_features: frozenset[str] | None = None  # None: every feature not exempted or in the table
     exempt_features: frozenset[str] = frozenset()
-    #: target-specific options (kubeconfig, istio version, ...), by option dest name
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the target's own options (its ``Mesh.Options`` subclass: kubeconfig, Istio version, Envoy, ...)
+    target_options: TargetOptions = field(default_factory=TargetOptions)
+    #: the mesh's ``pathNormalization`` for this run (``--path-normalization``'s first mode; None: not set)
+    path_normalization: str | None = None
 
     @property
     def target_reports_dir(self) -> Path:

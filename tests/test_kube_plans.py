@@ -214,25 +214,35 @@ def test_tls_chain_for_external_endpoint():
     ]
 
 
-def test_each_target_owns_its_options_and_they_are_argparse_ready():
+def test_each_target_owns_typed_options_that_are_argparse_ready():
     import argparse
+    from dataclasses import fields
 
-    from meshjwt.targets.cluster import ClusterMesh
-    from meshjwt.targets.kind import KindMesh
-    from meshjwt.targets.local import LocalMesh
+    from meshjwt.settings import TargetOptions
+    from meshjwt.targets.cluster import ClusterMesh, ClusterOptions
+    from meshjwt.targets.kind import KindMesh, KindOptions
+    from meshjwt.targets.local import LocalMesh, LocalOptions
 
-    for target in (KindMesh, ClusterMesh):
+    def parse(target: type, *argv: str) -> TargetOptions:
         parser = argparse.ArgumentParser()
-        for flag, kwargs in target.options:
+        for flag, kwargs in target.Options.flags():
             parser.add_argument(flag, **kwargs)
-        assert parser.parse_args(["--kubectl-path", "k"]).kubectl_path == "k"  # shared by both
-    kind = {kw["dest"] for _, kw in KindMesh.options}
-    cluster = {kw["dest"] for _, kw in ClusterMesh.options}
-    assert {"istio_version", "keep_cluster", "kind_path", "istioctl_path", "ingress_url"} <= kind
-    assert {"kubeconfig", "context", "control_plane_kubeconfig", "namespace_prefix", "keep_on_failure"} <= cluster
-    assert not kind & {"kubeconfig", "namespace_prefix"} and not cluster & {"istio_version", "kind_path"}
-    assert {kw["dest"] for _, kw in LocalMesh.options} >= {"envoy_path", "local_sidecar_port", "local_gateway_port",
-                                                          "keep_workdir", "envoy_version"}  # fmt: skip
+        return target.Options.from_values(vars(parser.parse_args(list(argv))))
+
+    kind = parse(KindMesh, "--kubectl-path", "k", "--keep-cluster", "--istio-version", "1.29")
+    assert kind == KindOptions(kubectl_path="k", keep_cluster=True, istio_version="1.29")
+    cluster = parse(ClusterMesh, "--kubectl-path", "k", "--keep-on-failure")
+    assert cluster == ClusterOptions(kubectl_path="k", keep_on_failure=True)
+    assert cluster.root_namespace == "istio-system" and cluster.namespace_prefix == "mjwt"  # defaults kept
+    local = parse(LocalMesh, "--local-sidecar-port", "8080", "--jwks-refresh-interval", "0.5")
+    assert local.local_sidecar_port == 8080 and local.jwks_refresh_interval == 0.5  # typed, not text
+    assert local.envoy_version == "auto"  # a suite run takes the Istio minor's Envoy; a mesh built in code, the wheel's
+    assert LocalOptions().envoy_version == "installed"
+    kind_names = {f.name for f in fields(KindOptions)}
+    cluster_names = {f.name for f in fields(ClusterOptions)}
+    assert not kind_names & {"kubeconfig", "namespace_prefix"} and not cluster_names & {"istio_version", "kind_path"}
+    # options of another target keep their shared fields only
+    assert ClusterOptions.of(kind) == ClusterOptions(kubectl_path="k")
 
 
 INJECT_GOLDEN = golden_root() / "inject"

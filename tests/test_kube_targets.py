@@ -13,12 +13,14 @@ from meshjwt.errors import EnvironmentProblem, TargetCannot
 from meshjwt.kube.docker import docker_engine_problem
 from meshjwt.mesh import Request
 from meshjwt.settings import Settings, Timeouts
+from meshjwt.targets import target_class
 
 JWKS = '{"keys": []}'
 
 
-def settings(target: str, **extra) -> Settings:
-    return Settings(target=target, timeouts=Timeouts(request=3.0), extra=extra)
+def settings(target: str, **options) -> Settings:
+    return Settings(target=target, timeouts=Timeouts(request=3.0),
+                    target_options=target_class(target).Options.from_values(options))
 
 
 @pytest.mark.integration
@@ -42,12 +44,13 @@ def test_kind_without_docker_fails_fast_with_one_line(tmp_path, monkeypatch):
 
 def test_kind_plans_and_variables(tmp_path, monkeypatch):
     monkeypatch.setenv("MESHJWT_CACHE", str(tmp_path))
-    from meshjwt.targets.kind import KindMesh
+    from meshjwt.targets.kind import KindMesh, KindOptions
 
     mesh = KindMesh(settings("kind", istio_version="1.29"), JWKS)
     assert mesh.cluster_name == "meshjwt-1-29" and mesh.ingress_url == "http://127.0.0.1:31080"
     assert mesh.kind_config()["nodes"][0]["labels"]["meshjwt.io/config-hash"] == mesh.config_hash()
-    other = KindMesh(Settings(target="kind", jwks_fetch_mode="envoy", extra={"istio_version": "1.29"}), JWKS)
+    other = KindMesh(Settings(target="kind", jwks_fetch_mode="envoy", target_options=KindOptions(istio_version="1.29")),
+                     JWKS)
     assert other.config_hash() == mesh.config_hash()  # the run switches istiod's fetch mode itself
     assert other.overlay()["spec"]["values"]["pilot"]["env"]["PILOT_JWT_ENABLE_REMOTE_JWKS"] == "envoy"
     assert "jwksResolverExtraRootCA" not in str(mesh.overlay())

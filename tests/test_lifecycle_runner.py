@@ -14,7 +14,7 @@ from meshjwt.scenarios.loader import BUILTIN_DIR, load_file
 from meshjwt.scenarios.model import Scenario
 from meshjwt.scenarios.runner import ScenarioRunner, Unsupported
 from meshjwt.settings import Settings, Timeouts
-from meshjwt.targets.local import LocalMesh
+from meshjwt.targets.local import LocalMesh, LocalOptions
 from meshjwt.tokens import TokenFactory
 
 pytestmark = pytest.mark.integration  # every test here starts real processes
@@ -24,7 +24,8 @@ FAST = {"jwks_refresh_interval": 0.1, "jwks_retry_interval": 0.02}
 
 
 def settings(version: str = "1.30") -> Settings:
-    return Settings(version=version, timeouts=Timeouts.of(LocalMesh.default_timeouts, {"converge": 1.5}), extra=FAST)
+    return Settings(version=version, timeouts=Timeouts.of(LocalMesh.default_timeouts, {"converge": 1.5}),
+                    target_options=LocalOptions(**FAST))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from meshjwt.keys import KeySet
 from meshjwt.localmesh.ports import is_listening
 from meshjwt.mesh import Request
 from meshjwt.settings import Settings, Timeouts
-from meshjwt.targets.local import LocalMesh
+from meshjwt.targets.local import LocalMesh, LocalOptions
 from meshjwt.tokens import TokenFactory
 
 SETTINGS = Settings(timeouts=Timeouts.of(LocalMesh.default_timeouts))
@@ -143,14 +143,14 @@ def test_port_in_use_is_one_line_and_nothing_is_left(keys):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        mesh = LocalMesh(Settings(extra={"local_gateway_port": port}), keys.jwks_json())
+        mesh = LocalMesh(Settings(target_options=LocalOptions(local_gateway_port=port)), keys.jwks_json())
         with pytest.raises(EnvironmentProblem, match=f"port 127.0.0.1:{port} for the local gateway listener"):
             mesh.start()
     assert mesh.envoy is None and mesh.workloads is None
 
 
 def test_missing_envoy_binary_is_one_line(keys):
-    mesh = LocalMesh(Settings(extra={"envoy_path": "/nonexistent/envoy"}), keys.jwks_json())
+    mesh = LocalMesh(Settings(target_options=LocalOptions(envoy_path="/nonexistent/envoy")), keys.jwks_json())
     with pytest.raises(EnvironmentProblem, match="envoy binary '/nonexistent/envoy' does not exist"):
         mesh.start()
 

@@ -94,10 +94,14 @@ def get(port: int, host: str, path: str, token: str | None = None) -> int:
 
 
 def poll_status(expected: int, send: Callable[[], int], timeout: float = 15.0) -> None:
-    """Until ``send()`` answers ``expected`` (the reload's effect), within ``timeout``."""
+    """Until ``send()`` answers ``expected`` (the reload's effect), within ``timeout``; a connection closed
+    while Envoy swaps its listener is an answer not yet converged."""
     deadline, seen = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        seen = send()
+        try:
+            seen = send()
+        except (ConnectionError, http.client.HTTPException) as exc:  # a listener drained by the reload
+            seen = repr(exc)
         if seen == expected:
             return
         time.sleep(0.02)

@@ -14,10 +14,11 @@ from meshjwt.settings import Settings
 
 def test_kind_installs_with_the_chosen_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("MESHJWT_CACHE", str(tmp_path))
-    from meshjwt.targets.kind import KindMesh
+    from meshjwt.targets.kind import KindMesh, KindOptions
 
-    plain = KindMesh(Settings(target="kind", extra={"istio_version": "1.29"}), '{"keys": []}')
-    merged = KindMesh(Settings(target="kind", extra={"istio_version": "1.29", "path_normalization": "MERGE_SLASHES"}),
+    plain = KindMesh(Settings(target="kind", target_options=KindOptions(istio_version="1.29")), '{"keys": []}')
+    merged = KindMesh(Settings(target="kind", target_options=KindOptions(istio_version="1.29"),
+                               path_normalization="MERGE_SLASHES"),
                       '{"keys": []}')  # fmt: skip
     assert "pathNormalization" not in plain.overlay()["spec"]["meshConfig"]
     assert merged.overlay()["spec"]["meshConfig"]["pathNormalization"] == {"normalization": "MERGE_SLASHES"}

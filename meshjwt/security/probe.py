@@ -165,7 +165,7 @@ def start_backends(mesh: LocalMesh, timeout: float, names: Sequence[str] = BACKE
         if reason:
             setup.missing[name] = reason
             continue
-        backend = WebBackend(name, setup.secret, keep=bool(mesh.settings.extra.get("keep_workdir")))
+        backend = WebBackend(name, setup.secret, keep=mesh.options.keep_workdir)
         try:
             backend.start(timeout)
         except BaseException:

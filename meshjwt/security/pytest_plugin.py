@@ -79,8 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                     "(or run tox -e security)") from None  # fmt: skip
     settings: Settings | None = config.stash.get(SETTINGS, None)
     if settings is not None and option.path_normalization:
-        extra = {**settings.extra, "path_normalization": modes[0]}
-        config.stash[SETTINGS] = dataclasses.replace(settings, extra=extra)
+        config.stash[SETTINGS] = dataclasses.replace(settings, path_normalization=modes[0])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -143,7 +142,7 @@ def _mesh_section(config: pytest.Config, settings: Settings) -> dict[str, Any]:
     probe = config.stash.get(_PROBE, None)
     mode = getattr(probe.mesh, "path_normalization", None) if probe else None
     return {"flavor": settings.flavor, "version": settings.version, "jwksFetchMode": settings.jwks_fetch_mode,
-            "pathNormalization": mode or settings.extra.get("path_normalization") or "unknown (not read)"}  # fmt: skip
+            "pathNormalization": mode or settings.path_normalization or "unknown (not read)"}  # fmt: skip
 
 
 def build_report(config: pytest.Config) -> dict[str, Any] | None:

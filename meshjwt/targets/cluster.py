@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ from meshjwt.kube import binaries, plans
 from meshjwt.kube.kubectl import Kubectl, first_line
 from meshjwt.kube.versions import KUBECTL_VERSION
 from meshjwt.mesh import MeshInfo
-from meshjwt.settings import Settings
-from meshjwt.targets.kube import KubeMesh, log
+from meshjwt.settings import Settings, option
+from meshjwt.targets.kube import KubeMesh, KubeOptions, log
 
 #: Istio kinds the run applies (group → plural resource names), found through discovery.
 ISTIO_RESOURCES = {
@@ -81,32 +82,36 @@ def namespace_names(prefix: str) -> dict[str, str]:
     return names
 
 
+@dataclass(frozen=True)
+class ClusterOptions(KubeOptions):
+    """The cluster target's options (and the cluster targets' common ones)."""
+
+    kubeconfig: str | None = field(default=None, metadata=option(
+        "--kubeconfig", "cluster: kubeconfig of the data-plane cluster (default: $KUBECONFIG / ~/.kube/config)"))
+    context: str | None = field(default=None, metadata=option("--context", "cluster: kubeconfig context to use"))
+    control_plane_kubeconfig: str | None = field(default=None, metadata=option(
+        "--control-plane-kubeconfig", "cluster: kubeconfig where Istio resources are applied (managed meshes)"))
+    namespace_prefix: str = field(default="mjwt", metadata=option(
+        "--namespace-prefix", "cluster: prefix of this run's namespaces (a random suffix follows; default mjwt); "
+        "existing namespaces are never reused"))
+    keep_on_failure: bool = field(default=False, metadata=option(
+        "--keep-on-failure", "cluster: keep this run's namespaces when a case failed"))
+    root_namespace: str = field(default="istio-system", metadata=option(
+        "--root-namespace", "cluster: Istio root namespace (default istio-system)"))
+
+
 class ClusterMesh(KubeMesh):
     """Connects with --kubeconfig/--context; deletes only the namespaces it created (unless kept)."""
 
     name = "cluster"
-    options = KubeMesh.options + (
-        ("--kubeconfig", {"dest": "kubeconfig", "default": None,
-                          "help": "cluster: kubeconfig of the data-plane cluster (default: $KUBECONFIG / "
-                                  "~/.kube/config)"}),
-        ("--context", {"dest": "context", "default": None, "help": "cluster: kubeconfig context to use"}),
-        ("--control-plane-kubeconfig", {"dest": "control_plane_kubeconfig", "default": None,
-                                        "help": "cluster: kubeconfig where Istio resources are applied (managed "
-                                                "meshes)"}),
-        ("--namespace-prefix", {"dest": "namespace_prefix", "default": None,
-                                "help": "cluster: prefix of this run's namespaces (a random suffix follows; default "
-                                        "mjwt); existing namespaces are never reused"}),
-        ("--keep-on-failure", {"dest": "keep_on_failure", "action": "store_true", "default": False,
-                               "help": "cluster: keep this run's namespaces when a case failed"}),
-        ("--root-namespace", {"dest": "root_namespace", "default": None,
-                              "help": "cluster: Istio root namespace (default istio-system)"}),
-    )  # fmt: skip
+    Options = ClusterOptions
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         super().__init__(settings, jwks_json)
+        self.options: ClusterOptions = self.Options.of(settings.target_options)
         # prefix + random suffix: back-to-back runs never meet a namespace still terminating
-        self.prefix = f"{self.extra.get('namespace_prefix') or 'mjwt'}-{secrets.token_hex(3)}"
-        root = self.extra.get("root_namespace") or "istio-system"
+        self.prefix = f"{self.options.namespace_prefix}-{secrets.token_hex(3)}"
+        root = self.options.root_namespace
         self.vars = {**namespace_names(self.prefix), "ROOT_NAMESPACE": root}
         self.vars["EXTERNAL_JWKS_HOST"] = f"jwks-external.{self.vars['EXTERNAL_NAMESPACE']}.svc.cluster.local"
         self.created_namespaces: list[str] = []
@@ -116,14 +121,14 @@ class ClusterMesh(KubeMesh):
         self.detected: dict[str, str] = {}
 
     def _kubectl_binary(self) -> str:
-        given = self.extra.get("kubectl_path")
+        given = self.options.kubectl_path
         if given or not shutil.which("kubectl"):
             return str(binaries.resolve("kubectl", KUBECTL_VERSION, given))
         return str(shutil.which("kubectl"))
 
     def _kubeconfig_given(self) -> None:
         """No kubeconfig at all is one line, not kubectl's 'connection to localhost:8080 refused'."""
-        if self.extra.get("kubeconfig") or os.environ.get("KUBECONFIG"):
+        if self.options.kubeconfig or os.environ.get("KUBECONFIG"):
             return
         if not (Path.home() / ".kube" / "config").is_file():
             raise ConfigError("no kubeconfig: pass --kubeconfig or set KUBECONFIG")
@@ -184,7 +189,7 @@ class ClusterMesh(KubeMesh):
         """Version and JWKS fetch mode from istiod (control plane first; a revision's ``istiod-<rev>`` when the
         injection label names one); a mesh that hides istiod keeps the configured values, and says so."""
         revision = None
-        key, _, value = str(self.extra.get("injection_label") or "").partition("=")
+        key, _, value = (self.options.injection_label or "").partition("=")
         if key == "istio.io/rev" and value:
             revision = value
         for kubectl in {id(k): k for k in (self.control, self.data) if k}.values():
@@ -232,8 +237,8 @@ class ClusterMesh(KubeMesh):
         started = time.monotonic()
         self._kubeconfig_given()
         kubectl = self._kubectl_binary()
-        self.data = Kubectl(kubectl, self.extra.get("kubeconfig"), self.extra.get("context"))
-        control = self.extra.get("control_plane_kubeconfig")
+        self.data = Kubectl(kubectl, self.options.kubeconfig, self.options.context)
+        control = self.options.control_plane_kubeconfig
         self.control = Kubectl(kubectl, control) if control else self.data
         self.preflight()
         self._detect()
@@ -254,7 +259,7 @@ class ClusterMesh(KubeMesh):
         self.report_timings()
         if self.data is None:
             return
-        if self.failed and self.extra.get("keep_on_failure"):
+        if self.failed and self.options.keep_on_failure:
             log(f"kept namespaces {', '.join(self.created_namespaces)} (--keep-on-failure)")
             self.data = None
             return
@@ -292,8 +297,8 @@ class ClusterMesh(KubeMesh):
             jwks_fetch_mode=self.fetch_mode,
             details={
                 "namespace_prefix": self.prefix,
-                "context": str(self.extra.get("context") or ""),
-                "control_plane": "separate" if self.extra.get("control_plane_kubeconfig") else "same",
+                "context": str(self.options.context or ""),
+                "control_plane": "separate" if self.options.control_plane_kubeconfig else "same",
                 "version_from": self.detected.get("version", "--mesh-version (istiod not visible)"),
                 **({"istiod": self.detected["istiod"]} if "istiod" in self.detected else {}),
                 **{f"phase_{k}_s": str(v) for k, v in self.timings.items()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -18,39 +19,45 @@ from meshjwt.kube.tools import describe, run_tool
 from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES, KIND_VERSION, KUBECTL_VERSION, istio_release
 from meshjwt.mesh import MeshInfo
 from meshjwt.samples import EXTERNAL_JWKS_HOST
-from meshjwt.settings import Settings
-from meshjwt.targets.kube import KubeMesh, log
+from meshjwt.settings import Settings, option
+from meshjwt.targets.kube import KubeMesh, KubeOptions, log
 
 STATE_CONFIGMAP = "meshjwt-state"
 CA_SECRET = "meshjwt-external-ca"
+
+
+@dataclass(frozen=True)
+class KindOptions(KubeOptions):
+    """The kind target's options (and the cluster targets' common ones)."""
+
+    istio_version: str | None = field(default=None, metadata=option(
+        "--istio-version", f"kind: Istio to install (supported: {', '.join(sorted(ISTIO_RELEASES))}; default "
+        f"{DEFAULT_ISTIO}, each with its pinned patch and node image)", metavar="X.Y[.Z]"))
+    keep_cluster: bool = field(default=False, metadata=option(
+        "--keep-cluster", "kind: keep the cluster after the run and reuse it next time (refused if it was made "
+        "with another configuration)"))
+    cluster_name: str | None = field(default=None, metadata=option(
+        "--cluster-name", "kind: cluster name (default meshjwt-<istio minor>)"))
+    kind_path: str | None = field(default=None, metadata=option(
+        "--kind-path", "kind: use this kind binary instead of the pinned download (air-gapped sites)"))
+    istioctl_path: str | None = field(default=None, metadata=option(
+        "--istioctl-path", "kind: use this istioctl (must match --istio-version) instead of the download"))
 
 
 class KindMesh(KubeMesh):
     """Creates (or, with --keep-cluster, reuses) ``meshjwt-<minor>`` and deletes what it created."""
 
     name = "kind"
-    options = KubeMesh.options + (
-        ("--istio-version", {"dest": "istio_version", "default": None, "metavar": "X.Y[.Z]",
-                             "help": f"kind: Istio to install (supported: {', '.join(sorted(ISTIO_RELEASES))}; "
-                                     f"default {DEFAULT_ISTIO}, each with its pinned patch and node image)"}),
-        ("--keep-cluster", {"dest": "keep_cluster", "action": "store_true", "default": False,
-                            "help": "kind: keep the cluster after the run and reuse it next time (refused if it "
-                                    "was made with another configuration)"}),
-        ("--cluster-name", {"dest": "cluster_name", "default": None,
-                            "help": "kind: cluster name (default meshjwt-<istio minor>)"}),
-        ("--kind-path", {"dest": "kind_path", "default": None,
-                         "help": "kind: use this kind binary instead of the pinned download (air-gapped sites)"}),
-        ("--istioctl-path", {"dest": "istioctl_path", "default": None,
-                             "help": "kind: use this istioctl (must match --istio-version) instead of the download"}),
-    )  # fmt: skip
+    Options = KindOptions
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         super().__init__(settings, jwks_json)
-        self.release = istio_release(self.extra.get("istio_version"))
+        self.options: KindOptions = self.Options.of(settings.target_options)
+        self.release = istio_release(self.options.istio_version)
         self.cluster_name = (
-            self.extra.get("cluster_name") or f"meshjwt-{self.release.minor.replace('.', '-')}"
+            self.options.cluster_name or f"meshjwt-{self.release.minor.replace('.', '-')}"
         )
-        self.keep = bool(self.extra.get("keep_cluster"))
+        self.keep = self.options.keep_cluster
         self.workdir = binaries.cache_dir() / "kind" / self.cluster_name
         self.kubeconfig = self.workdir / "kubeconfig"
         self.cluster = None
@@ -69,11 +76,11 @@ class KindMesh(KubeMesh):
     # --- plans (pure; unit-tested) -----------------------------------------------------------
     def overlay(self, ca_pem: str | None = None, *, fetch_mode: str | None = None) -> dict:
         mode = fetch_mode or self.settings.jwks_fetch_mode
-        overlay = plans.istio_operator(mode, image_registry=self.extra.get("image_registry"))
+        overlay = plans.istio_operator(mode, image_registry=self.options.image_registry)
         if ca_pem:
             overlay["spec"]["values"]["pilot"]["jwksResolverExtraRootCA"] = ca_pem
-        if self.extra.get("path_normalization"):  # --path-normalization (meshjwt.security.pytest_plugin)
-            overlay["spec"]["meshConfig"]["pathNormalization"] = {"normalization": self.extra["path_normalization"]}
+        if self.settings.path_normalization:  # --path-normalization (meshjwt.security.pytest_plugin)
+            overlay["spec"]["meshConfig"]["pathNormalization"] = {"normalization": self.settings.path_normalization}
         return overlay
 
     def config_hash(self) -> str:
@@ -95,9 +102,9 @@ class KindMesh(KubeMesh):
     def start(self) -> None:
         require_docker()
         started = time.monotonic()
-        self.kind = str(binaries.resolve("kind", KIND_VERSION, self.extra.get("kind_path")))
-        kubectl = str(binaries.resolve("kubectl", KUBECTL_VERSION, self.extra.get("kubectl_path")))
-        istioctl = str(binaries.resolve("istioctl", self.release.patch, self.extra.get("istioctl_path")))
+        self.kind = str(binaries.resolve("kind", KIND_VERSION, self.options.kind_path))
+        kubectl = str(binaries.resolve("kubectl", KUBECTL_VERSION, self.options.kubectl_path))
+        istioctl = str(binaries.resolve("istioctl", self.release.patch, self.options.istioctl_path))
         self.phase("binaries", started)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data = Kubectl(kubectl, str(self.kubeconfig))

