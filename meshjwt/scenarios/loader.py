@@ -24,8 +24,19 @@ from meshjwt.scenarios.model import Case, Expectation, Override, Scenario, Token
 from meshjwt.tokens import TokenFactory
 
 BUILTIN_DIR = builtin_scenarios_dir()
-#: libyaml's safe loader where PyYAML has it (its wheels do): ~5x faster than the pure-Python one, same results
+#: libyaml's safe loader where PyYAML has it (its wheels do): ~5x faster than the pure-Python one
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(text: str, *, nodes: bool = False) -> tuple[list[Any], list[yaml.Node]]:
+    """The documents of ``text`` (and, with ``nodes``, their nodes, for line numbers), parsed by libyaml; on an
+    error, the pure-Python parser's error is raised instead: its line and wording are the ones users know."""
+    try:
+        composed = list(yaml.compose_all(text, Loader=SAFE_LOADER)) if nodes else []
+        return list(yaml.load_all(text, Loader=SAFE_LOADER)), composed
+    except yaml.YAMLError:
+        list(yaml.safe_load_all(text))  # raises with the pure-Python parser's message
+        raise
 
 
 class ScenarioError(ConfigError):
@@ -111,8 +122,7 @@ def load_file(file: Path) -> list[Scenario]:
     """All scenarios of one YAML file (documents separated by ``---``)."""
     text = file.read_text()
     try:
-        nodes = list(yaml.compose_all(text, Loader=SAFE_LOADER))
-        docs = list(yaml.load_all(text, Loader=SAFE_LOADER))
+        docs, nodes = parse_yaml(text, nodes=True)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"{mark.line + 1}" if mark else "?"
@@ -153,7 +163,7 @@ def _resources(file: Path, node: yaml.Node, doc: Mapping[str, Any]) -> list[Mapp
 def read_resources(path: Path) -> list[dict[str, Any]]:
     """The Kubernetes resources of a YAML file (``kind: List`` expanded); ``path:line: why`` if it has other things."""
     try:
-        documents = [d for d in yaml.load_all(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER) if d is not None]
+        documents = [d for d in parse_yaml(path.read_text(encoding="utf-8"))[0] if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
