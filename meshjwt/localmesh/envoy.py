@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,8 @@ class Envoy:
         self.admin_port: int | None = None
         self.proc = None
         self._versions = {"lds": 0, "cds": 0}
+        self._refused = {"listener_manager.lds": 0, "cluster_manager.cds": 0}  # refusal counters last read
+        self._admin: http.client.HTTPConnection | None = None  # kept alive between admin reads
         self.last_config: dict[str, Any] = {}
         self._log_seen = -1  # offset of the last rejection reason reported
 
@@ -134,6 +136,9 @@ class Envoy:
         raise EnvironmentProblem(f"envoy did not start within {timeout:g}s (timeout 'start'); see {self.log_path}")
 
     def stop(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
         if self.proc is not None:
             processes.terminate(self.proc)
             self.proc = None
@@ -145,10 +150,21 @@ class Envoy:
         os.replace(tmp, self.xds_dir / f"{kind}.json")
 
     def stats(self, pattern: str) -> dict[str, str]:
-        """Admin ``/stats`` lines whose name matches the regex ``pattern``."""
-        url = f"http://127.0.0.1:{self.admin_port}/stats?filter={pattern}"
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback admin
-            lines = response.read().decode().splitlines()
+        """Admin ``/stats`` lines whose name matches the regex ``pattern`` (one kept-alive admin connection)."""
+        path = f"/stats?filter={pattern}"
+        for attempt in (1, 2):
+            if self._admin is None:
+                self._admin = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=2)
+            try:
+                self._admin.request("GET", path)
+                text = self._admin.getresponse().read().decode()
+                break
+            except (OSError, http.client.HTTPException):
+                self._admin.close()
+                self._admin = None
+                if attempt == 2:
+                    raise
+        lines = text.splitlines()
         return {name: value.strip().strip('"') for name, _, value in (line.partition(": ") for line in lines)}
 
     def push(self, clusters: list[dict[str, Any]], listeners: list[dict[str, Any]], timeout: float) -> None:
@@ -158,17 +174,17 @@ class Envoy:
             self._versions[kind] += 1
             version = self._versions[kind]
             prefix = "cluster_manager.cds" if kind == "cds" else "listener_manager.lds"
-            rejected_before = self._refusals(self.stats(rf"^{prefix}\.update_(rejected|failure)$"), prefix)
             self._write(kind, type_url, resources, version)
-            self._await_version(prefix, version, rejected_before, timeout)
+            self._await_version(prefix, version, self._refused[prefix], timeout)
 
     def _await_version(self, prefix: str, version: int, rejected_before: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             stats = self.stats(rf"^{prefix}\.(version_text|update_rejected|update_failure)$")
+            refused = self._refused[prefix] = self._refusals(stats, prefix)
             if stats.get(f"{prefix}.version_text") == str(version):
                 return
-            if self._refusals(stats, prefix) > rejected_before:
+            if refused > rejected_before:
                 raise ConfigRejected(f"envoy rejected the generated {prefix.split('.')[1]} config: {self.rejection()}")
             if self.proc is None or self.proc.poll() is not None:
                 raise EnvironmentProblem(f"envoy died: {self.log_tail(1)}")
