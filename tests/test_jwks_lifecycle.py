@@ -78,6 +78,42 @@ def test_await_refresh_times_out_without_a_refresher() -> None:
     assert JwksResolver(Server(KEYS), refresh_interval=3600).await_refresh(0.05) is False
 
 
+def test_a_refresh_due_now_runs_at_once() -> None:
+    server = Server(KEYS)
+    resolver = JwksResolver(server, refresh_interval=3600)
+    resolver.get("iss", "u", 1.0)
+    resolver.start()
+    try:
+        assert resolver.await_refresh(5, now=True)  # an hour's interval, yet the next cycle runs now
+        assert resolver.refreshes == 1 and server.calls == 2
+    finally:
+        resolver.stop()
+
+
+def test_a_cycle_under_way_when_asked_does_not_count() -> None:
+    in_cycle, release, calls = threading.Event(), threading.Event(), []
+
+    def server(uri: str, issuer: str, timeout: float) -> FetchResult:
+        calls.append(uri)
+        if len(calls) == 2:  # the cycle under way: held until released
+            in_cycle.set()
+            release.wait(5)
+        return FetchResult(KEYS, None)
+
+    resolver = JwksResolver(server, refresh_interval=3600)
+    resolver.get("iss", "u", 1.0)
+    threading.Thread(target=resolver.refresh, daemon=True).start()
+    assert in_cycle.wait(5)
+    resolver.start()
+    answered: list[tuple[bool, int]] = []
+    waiter = threading.Thread(target=lambda: answered.append((resolver.await_refresh(5, now=True), len(calls))))
+    waiter.start()
+    release.set()
+    waiter.join(10)
+    resolver.stop()
+    assert answered == [(True, 3)]  # it returned after a cycle that started after the question
+
+
 @pytest.mark.parametrize(("version", "substitute"), [
     ("1.20", "fake-abc"), ("1.21.0", "leaked"), ("1.27.7", "leaked"), ("1.27", "public-only"),
     ("1.28.4", "leaked"), ("1.28", "public-only"), ("1.29.0", "leaked"), ("1.29", "public-only"),

@@ -52,9 +52,11 @@ class JwksResolver:
         self.on_change = on_change
         self.entries: dict[tuple[str, str], Entry] = {}
         self.refreshes = 0  # completed refresh cycles
+        self.started = 0  # started refresh cycles
         self._lock = threading.Lock()
         self._cycle = threading.Condition()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # the next refresh is due now (a model's clock may jump)
         self._threads: list[threading.Thread] = []
 
     # --- what a translation asks ------------------------------------------------------------
@@ -96,6 +98,7 @@ class JwksResolver:
     def stop(self) -> None:
         """Stop the background jobs (they are daemon threads; this returns at once)."""
         self._stop.set()
+        self._wake.set()
         with self._cycle:
             self._cycle.notify_all()
 
@@ -118,11 +121,17 @@ class JwksResolver:
                 return
 
     def _refresher(self) -> None:
-        while not self._stop.wait(self.refresh_interval):
+        while True:
+            self._wake.wait(self.refresh_interval)
+            if self._stop.is_set():
+                return
             self.refresh()
 
     def refresh(self) -> None:
         """One refresh cycle: re-fetch every entry that has keys; push once if any inlined body changed."""
+        with self._cycle:
+            self._wake.clear()  # this cycle is the one that was due
+            self.started += 1
         with self._lock:
             items = [(key, entry) for key, entry in self.entries.items() if entry.body is not None]
         results: list[bool] = []
@@ -148,11 +157,14 @@ class JwksResolver:
         if self.on_change and not self._stop.is_set():
             self.on_change()
 
-    def await_refresh(self, timeout: float) -> bool:
-        """Wait until the next refresh cycle (and its push) completed; False if none did within ``timeout``."""
+    def await_refresh(self, timeout: float, *, now: bool = False) -> bool:
+        """Wait until the next refresh cycle (and its push) completed; False if none did within ``timeout``.
+        ``now``: the next cycle is due at once (the refresher's clock jumps to it, as a test clock would)."""
         deadline = time.monotonic() + timeout
         with self._cycle:
-            target = self.refreshes + 1
+            target = self.started + 1  # a cycle that starts after this call (one under way may predate it)
+            if now:
+                self._wake.set()
             while self.refreshes < target:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set():

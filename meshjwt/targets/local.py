@@ -39,9 +39,10 @@ from meshjwt.settings import Settings, TargetOptions, option
 from meshjwt.tokens import scrub
 
 ATTACKER_JWKS_PATH = "/attacker/jwks.json"  # served by the external JWKS host once a jku/x5u case asks
-#: the local istiod's JWKS refresh interval and retry delay (istiod: 20 min, 1 s): short, so that the lifecycle
-#: scenarios see a refresh within a fraction of a second; --jwks-refresh-interval / --jwks-retry-interval
-LOCAL_REFRESH_INTERVAL = 0.15
+#: the local istiod's JWKS refresh interval and retry delay (istiod: 20 min, 1 s): short, so that its refresh runs
+#: by itself within a run; a lifecycle case that awaits the next refresh jumps the local istiod's clock to it;
+#: --jwks-refresh-interval / --jwks-retry-interval
+LOCAL_REFRESH_INTERVAL = 1.0
 LOCAL_RETRY_INTERVAL = 0.05
 EXTERNAL_JWKS_CA_SECRET = "external-jwks-ca"  # meshjwt.kube.workloads creates it on real clusters
 
@@ -336,13 +337,15 @@ class LocalMesh(Mesh):
             self._nginx({}, self.jwks_json)
 
     def await_jwks_refresh(self) -> None:
+        """The local istiod's clock is the model's: its next periodic refresh runs now (the same job, change
+        detection and push as when the interval elapses), and this returns once it and its push are done."""
         self._await_refresh()
 
     def _await_refresh(self) -> None:
         assert self.resolver, "start() first"
         interval = self.resolver.refresh_interval
-        timeout = max(self.settings.timeouts.converge, 3 * interval)
-        if not self.resolver.await_refresh(timeout):
+        timeout = self.settings.timeouts.converge
+        if not self.resolver.await_refresh(timeout, now=True):
             raise EnvironmentProblem(f"the local istiod did not refresh its JWKS within {timeout:g}s "
                                      f"(timeout 'converge'; refresh interval {interval:g}s)")  # fmt: skip
 
