@@ -28,6 +28,8 @@ from meshjwt.targets import config_probe
 
 #: after its refresh interval, istiod's fetch may take its default timeout before a failure is final
 JWKS_FETCH_MARGIN = 5.0
+#: after a rotation, the least time before istiod's next refresh that a case needs to see the old keys in force
+ROTATION_WINDOW = 5.0
 
 
 def log(message: str) -> None:
@@ -351,11 +353,17 @@ class KubeMesh(Mesh):
         """Serve ``jwks_json``, just after one of istiod's refreshes, so that the next one is a whole interval
         away and a case sees the old keys in force first. A refresh that changes nothing shows nowhere, so the
         current keys are served first with a marker field (same keys) until the proxies inline it."""
-        self._refresh_interval()  # refuse before changing anything
+        interval = self._refresh_interval()  # refuse before changing anything
         answer, keys = self._served
         self._serve(answer, jwks_server.marked(keys, secrets.token_hex(6)))
         self.await_jwks_refresh()
+        refreshed = time.monotonic()
         self._serve(answer, jwks_json)
+        left = interval - (time.monotonic() - refreshed)
+        if left < ROTATION_WINDOW:  # the next refresh may come before a case sees the old keys in force
+            raise EnvironmentProblem(f"nginx-proxy's rollout took {interval - left:.1f}s of istiod's {interval:g}s "
+                                     f"JWKS refresh interval: under {ROTATION_WINDOW:g}s were left for a case to see "
+                                     "the old keys in force (a longer PILOT_JWT_PUB_KEY_REFRESH_INTERVAL gives more)")
 
     def jwks_server_down(self) -> None:
         """Scale nginx-proxy to 0 and wait until its pods are gone (timeout 'jwks_server')."""
