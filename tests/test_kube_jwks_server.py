@@ -126,3 +126,63 @@ def test_waiting_for_istiods_refresh_needs_a_known_interval_within_the_timeout()
 def test_body_that_nginx_cannot_return_is_unsupported():
     with pytest.raises(TargetCannot, match="nginx-proxy cannot answer"):
         kube_mesh(15.0).serve_jwks_body("price: $5")
+
+
+class Store:
+    """The API stand-in's store, as the data plane reads it: ConfigMaps and pods of one namespace."""
+
+    def __init__(self) -> None:
+        self.configmaps: dict[str, dict] = {}
+        self.pods: list[dict] = []
+
+    def get(self, resource: str, namespace: str, name: str) -> dict | None:
+        return self.configmaps.get(name) if resource == "configmaps" else None
+
+    def list(self, resource: str, namespace: str | None = None) -> list[dict]:
+        return self.pods if resource == "pods" else []
+
+    def serve(self, answer: Answer, keys: str) -> None:
+        self.configmaps = {d["metadata"]["name"]: d for d in jwks_server.configmaps("foo", answer, keys)}
+
+    def start_pod(self, uid: str, ready: bool = True) -> None:
+        status = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+        self.pods.append({"metadata": {"uid": uid, "labels": {"app": "nginx-proxy"}}, "status": status})
+
+
+def test_rehearsal_serves_what_the_newest_ready_pod_mounted_at_start(tmp_path):
+    from rehearsal.dataplane import DataPlane
+
+    store = Store()
+    plane = DataPlane(tmp_path, store, store)
+    (tmp_path / "files").mkdir()
+
+    def served() -> tuple[dict, str]:
+        files = tmp_path / "files"
+        control = json.loads((files / "nginx-proxy-control.json").read_text())
+        keys = files / "nginx-proxy-jwks.json"
+        return control, keys.read_text() if keys.is_file() else ""
+
+    plane._nginx_proxy("foo")
+    assert served()[0] == {"down": True}  # no pod
+    store.serve(Answer(), KEYS)
+    store.start_pod("a")
+    plane._nginx_proxy("foo")
+    assert served() == ({}, KEYS)
+    rotated = KEYS.replace("k1", "k2")
+    store.serve(Answer(redirect=True), rotated)  # ConfigMaps changed, no restart: the running pod serves as before
+    plane._nginx_proxy("foo")
+    assert served() == ({}, KEYS)
+    store.start_pod("b", ready=False)  # a rollout: the new pod serves once ready
+    plane._nginx_proxy("foo")
+    assert served() == ({}, KEYS)
+    store.pods[1]["status"]["conditions"][0]["status"] = "True"
+    store.pods.pop(0)
+    plane._nginx_proxy("foo")
+    assert served() == ({"redirect": True}, rotated)
+    store.pods.clear()  # scaled to 0
+    plane._nginx_proxy("foo")
+    assert served()[0] == {"down": True}
+    store.configmaps["nginx-proxy-conf"]["data"]["default.conf"] = "server { listen 80; gzip on; }"
+    store.start_pod("c")
+    plane._nginx_proxy("foo")
+    assert served()[0] == {"down": True} and any("REFUSED" in note for note in plane.notes)
