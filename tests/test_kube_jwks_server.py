@@ -186,3 +186,17 @@ def test_rehearsal_serves_what_the_newest_ready_pod_mounted_at_start(tmp_path):
     store.start_pod("c")
     plane._nginx_proxy("foo")
     assert served()[0] == {"down": True} and any("REFUSED" in note for note in plane.notes)
+
+
+def test_a_refused_update_is_not_running_but_is_delivered():
+    from meshjwt.targets import config_probe
+
+    jwt = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
+    refused = {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", "name": "sidecar~httpbin.foo",
+               "filters": [{"@type": jwt, "providers": {"origins-0": {"issuer": "iss"}}}]}  # fmt: skip
+    text = json.dumps({"configs": [{"dynamic_listeners": [
+        {"name": "sidecar~httpbin.foo", "active_state": {"listener": {"filters": []}}},
+        {"error_state": {"failed_configuration": refused, "details": "has invalid local jwks"}},
+    ]}]})  # fmt: skip
+    assert config_probe.running(text) == config_probe.Fingerprint.NONE  # what the proxy enforces
+    assert config_probe.refused(text).providers == {("iss", ())}  # what istiod sent and the proxy refused

@@ -223,6 +223,8 @@ class KubeMesh(Mesh):
                 if done.returncode != 0:
                     return False, f"config_dump of {ns}/{dep} failed: {first_line(done.stderr)}"
                 problems = want.differences(config_probe.running(done.stdout))
+                if problems and want.providers and not want.differences(config_probe.refused(done.stdout)):
+                    return True, f"{ns}/{dep}: refused this configuration, keeps its previous one"
                 return not problems, f"{ns}/{dep}: {', '.join(problems[:4]) or 'up to date'}"
 
             readiness.wait_for(check, timeout=self.settings.timeouts.apply,
