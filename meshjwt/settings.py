@@ -26,6 +26,8 @@ class Timeouts:
     request: float = 10.0  # one request
     poll_interval: float = 0.1  # between attempts of a converging case
     consecutive: int = 3  # N consecutive agreements a case needs
+    jwks_server: float = 120.0  # the in-cluster JWKS server (nginx-proxy) restarted, scaled up and ready, or gone
+    jwks_refresh: float = 120.0  # istiod's next periodic JWKS refresh reached the proxies (> its refresh interval)
 
     @classmethod
     def of(cls, defaults: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None) -> Timeouts:

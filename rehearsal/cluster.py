@@ -101,6 +101,8 @@ def preinstall_istio(data: ApiServer, control: ApiServer, version: str, fetch_mo
     """The managed-mesh layout: istiod and the CRDs on the control plane, the ingress gateway (a
     LoadBalancer Service on 127.0.0.1) and the CRDs in the data-plane cluster."""
     overlay = plans.istio_operator(fetch_mode, node_ports=False)
+    # a managed istiod refreshes JWKS on its default schedule (20 min): the kind install's short interval is ours
+    overlay["spec"]["values"]["pilot"]["env"].pop("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", None)
     objects = install_objects(overlay, version)
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
     gateway = [o for o in objects if "ingressgateway" in o["metadata"]["name"]]

@@ -2,6 +2,10 @@
 what the API stand-in holds — the Istio resources, the workloads' namespaces and labels, the JWKS
 ConfigMaps, the TLS Secrets, CoreDNS's rewrites and istiod's settings — the way istiod and kubelet would.
 
+nginx-proxy serves what its newest ready pod mounted when it started (ConfigMaps nginx-proxy-conf, read as nginx
+would by ``rehearsal.nginx``, and nginx-proxy-jwks); with no ready pod (scaled to 0) connections to it close
+unanswered. istiod's JWKS cache refreshes every PILOT_JWT_PUB_KEY_REFRESH_INTERVAL of its Deployment.
+
 Requests reach it as the targets send them: ``kubectl exec <sleep> -c sleep -- curl …`` runs this
 machine's real curl with every Service name connected to its loopback port, and the gateway listens
 where kind's port mapping (or the cluster leg's ingress URL) points.
@@ -40,6 +44,8 @@ from meshjwt.samples import EXTERNAL_JWKS_PATH, NGINX_JWKS_PATH
 from meshjwt.settings import JWKS_FETCH_MODES
 from meshjwt.targets.local import substitute_jwks
 from meshjwt.tokens import scrub
+from rehearsal import nginx
+from rehearsal.nginx import NginxConfError
 
 log = logging.getLogger("rehearsal.dataplane")
 
@@ -54,6 +60,20 @@ ISTIO_RESOURCES = {
 assert set(ISTIO_RESOURCES) == set(KINDS)
 REWRITE = re.compile(r"^\s*rewrite\s+name\s+exact\s+(\S+)\s+(\S+)\s*$", re.M)
 CONFIG_DUMP = ["pilot-agent", "request", "GET", "config_dump"]
+
+
+def pod_is_ready(pod: Mapping[str, Any]) -> bool:
+    """Running with condition Ready True (what puts a pod behind its Service)."""
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def listener_name(entry: Mapping[str, Any]) -> str:
+    """A config_dump listener's name; Envoy names an entry that only records a refused update
+    (``error_state``) by its failed configuration."""
+    failed = (entry.get("error_state") or {}).get("failed_configuration") or {}
+    return str(entry.get("name") or failed.get("name") or "")
 
 
 def secret_value(secret: Mapping[str, Any], key: str) -> str | None:
@@ -115,6 +135,9 @@ class DataPlane:
         self._control: ControlPlane | None = None
         self._keys_generation = 0  # bumped by the resolver's background pushes
         self._substitute = substitute_jwks()  # what istiod inlines for a JWKS it cannot fetch (one key per run)
+        #: nginx-proxy pods by uid: (order first seen, default.conf and jwks.json as they were when it started)
+        self._nginx_pods: dict[str, tuple[int, str | None, str | None]] = {}
+        self._nginx_seen = 0
 
     # --- lifecycle (call start/stop from the main thread: children die with their spawning thread) -----
     def start(self, timeout: float = 20.0) -> None:
@@ -123,8 +146,10 @@ class DataPlane:
         files.mkdir(exist_ok=True)
         for name in ("nginx-proxy-jwks.json", "external-jwks.json"):
             (files / name).write_text('{"keys": []}')
+        (files / "nginx-proxy-control.json").write_text('{"down": true}')  # no nginx-proxy pod yet
         spec = {"jwks_servers": {
-            "nginx-proxy": {"routes": {NGINX_JWKS_PATH: str(files / "nginx-proxy-jwks.json")}},
+            "nginx-proxy": {"routes": {NGINX_JWKS_PATH: str(files / "nginx-proxy-jwks.json")},
+                            "control": str(files / "nginx-proxy-control.json")},
             "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(files / "external-jwks.json")}},
             "external-https": {"routes": {EXTERNAL_JWKS_PATH: str(files / "external-jwks.json")},
                                "tls": {"cert": str(files / "tls.crt"), "key": str(files / "tls.key")}},
@@ -220,11 +245,10 @@ class DataPlane:
     def _files(self, topology: Topology) -> tuple[str, dict[str, str]]:
         """Write the JWKS, TLS and CA files the workloads and istiod read; return (istiod's CA bundle,
         Secret name → CA file for DestinationRule credentialName)."""
-        nginx = self.workloads.get("configmaps", topology.namespace, "nginx-proxy-jwks")
+        self._nginx_proxy(topology.namespace)
         external = self.workloads.get("configmaps", topology.external_namespace, "jwks-external-content")
-        for name, cm in (("nginx-proxy-jwks.json", nginx), ("external-jwks.json", external)):
-            if cm:
-                self._write(name, (cm.get("data") or {}).get("jwks.json", ""), 0o644)
+        if external:
+            self._write("external-jwks.json", (external.get("data") or {}).get("jwks.json", ""), 0o644)
         tls = self.workloads.get("secrets", topology.external_namespace, "jwks-external-tls")
         if tls:
             self._write("tls.crt", secret_value(tls, "tls.crt"))
@@ -235,6 +259,40 @@ class DataPlane:
             secrets[EXTERNAL_JWKS_CA_SECRET] = path
         extra = self._istiod_extra_ca()
         return self._write("istiod-roots.pem", system_roots() + "\n" + (extra or ""), 0o644) or "", secrets
+
+    def _configmap_value(self, namespace: str, name: str, key: str) -> str | None:
+        cm = self.workloads.get("configmaps", namespace, name)
+        return None if cm is None else (cm.get("data") or {}).get(key)
+
+    def _nginx_proxy(self, namespace: str) -> None:
+        """Serve what nginx-proxy serves: its newest ready pod's ConfigMaps as they were when that pod started
+        (a change reaches nginx through a restart; the kubelet's later resync is not modelled), its
+        ``default.conf`` read as nginx would; nothing (connections closed) while no pod is ready or nginx would
+        not run that configuration."""
+        pods = [p for p in self.workloads.list("pods", namespace)
+                if (p["metadata"].get("labels") or {}).get("app") == "nginx-proxy"
+                and not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+        for pod in pods:  # kubelet mounts the ConfigMaps when the pod starts
+            uid = pod["metadata"]["uid"]
+            if uid not in self._nginx_pods:
+                self._nginx_seen += 1
+                self._nginx_pods[uid] = (self._nginx_seen,
+                                         self._configmap_value(namespace, "nginx-proxy-conf", "default.conf"),
+                                         self._configmap_value(namespace, "nginx-proxy-jwks", "jwks.json"))  # fmt: skip
+        self._nginx_pods = {p["metadata"]["uid"]: self._nginx_pods[p["metadata"]["uid"]] for p in pods}
+        ready = [self._nginx_pods[p["metadata"]["uid"]] for p in pods if pod_is_ready(p)]
+        control: dict[str, Any] = {"down": True}
+        if ready:
+            _, conf, jwks = max(ready, key=lambda x: x[0])
+            try:
+                if conf is None or jwks is None:
+                    raise NginxConfError("ConfigMap nginx-proxy-conf or nginx-proxy-jwks missing when the pod started")
+                control = nginx.control(conf, len(jwks.encode()))
+                self._write("nginx-proxy-jwks.json", jwks, 0o644)
+            except NginxConfError as exc:
+                self._note(f"nginx-proxy REFUSED (served as down): {exc}")
+                log.error("nginx-proxy's configuration is not modelled (served as down): %s", exc)
+        self._write("nginx-proxy-control.json", json.dumps(control), 0o644)
 
     def istiod_deployment(self) -> Mapping[str, Any] | None:
         """istiod's Deployment (its settings are read back from it, as the real istiod's come from it)."""
@@ -336,7 +394,10 @@ class DataPlane:
                                   timeout=300)  # fmt: skip
             return done.stdout, done.stderr, done.returncode
         if command == CONFIG_DUMP and container == "istio-proxy" and self.envoy and self.envoy.admin_port:
-            return json.dumps(self.config_dump(pod)).encode(), b"", 0
+            try:
+                return json.dumps(self.config_dump(pod)).encode(), b"", 0
+            except Exception as exc:  # noqa: BLE001 - the admin API's trouble, said on stderr as pilot-agent would
+                return b"", f"rehearsal: config_dump failed: {type(exc).__name__}: {exc}\n".encode(), 1
         return b"", f"rehearsal: {' '.join(command)[:80]} is not simulated in container {container}\n".encode(), 126
 
     def config_dump(self, pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -351,7 +412,8 @@ class DataPlane:
         suffix = f"~{app}.{meta.get('namespace')}"
         for config in dump.get("configs", []):
             if "dynamic_listeners" in config:
-                config["dynamic_listeners"] = [x for x in config["dynamic_listeners"] if x["name"].endswith(suffix)]
+                config["dynamic_listeners"] = [x for x in config["dynamic_listeners"]
+                                               if listener_name(x).endswith(suffix)]  # fmt: skip
         return dump
 
     def logs(self, pod: Mapping[str, Any], container: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,12 +20,28 @@ REMOTE_JWKS_ENV = {"istiod": "false", "hybrid": "true", "envoy": "envoy"}
 #: istiod's JWKS refresh on kind (PILOT_JWT_PUB_KEY_REFRESH_INTERVAL; istiod's default 20m): short, so that a
 #: rotated or healed JWKS reaches the proxies within a case's convergence
 KIND_JWKS_REFRESH_INTERVAL = "15s"
+#: istiod's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL when its env does not set it
+ISTIOD_DEFAULT_REFRESH_SECONDS = 20 * 60.0
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
 
 def fetch_mode_of(env_value: str | None) -> str:
     """PILOT_JWT_ENABLE_REMOTE_JWKS value (None when unset) → suite's fetch mode name."""
     value = (env_value or "false").strip().lower()
     return {"false": "istiod", "istiod": "istiod", "true": "hybrid", "hybrid": "hybrid"}.get(value, value)
+
+
+def refresh_seconds(env_value: str | None) -> float:
+    """istiod's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL (a Go duration such as ``15s`` or ``1m30s``; None when
+    unset: 20 min) in seconds; ValueError for anything else."""
+    text = (env_value or "").strip()
+    if not text:
+        return ISTIOD_DEFAULT_REFRESH_SECONDS
+    parts = _GO_DURATION.findall(text)
+    if "".join(a + b for a, b in parts) != text:
+        raise ValueError(f"PILOT_JWT_PUB_KEY_REFRESH_INTERVAL={text!r} is not a duration like '15s' or '20m'")
+    factor = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(amount) * factor[unit] for amount, unit in parts)
 
 
 def config_hash(*parts: Any) -> str:

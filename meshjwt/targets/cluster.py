@@ -203,12 +203,22 @@ class ClusterMesh(KubeMesh):
                 if container["name"] == "discovery":
                     env = {e["name"]: e.get("value") for e in container.get("env", [])}
                     self.fetch_mode = plans.fetch_mode_of(env.get("PILOT_JWT_ENABLE_REMOTE_JWKS"))
+                    self.jwks_refresh_interval = self._refresh_of(env.get("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"))
             version = istio_version_of(istiod)
             if version:
                 self.version, self.detected["version"] = version, "istiod"
             return
         log(f"istiod not visible in {self.vars['ROOT_NAMESPACE']} (managed mesh?): using --mesh-version "
             f"{self.version} and --jwks-fetch-mode {self.fetch_mode}")  # fmt: skip
+
+    @staticmethod
+    def _refresh_of(value: str | None) -> float | None:
+        """istiod's JWKS refresh interval from its env (unset: 20 min); None, said once, if it does not parse."""
+        try:
+            return plans.refresh_seconds(value)
+        except ValueError as exc:
+            log(f"{exc}: JWKS lifecycle cases that wait for istiod's refresh will be unsupported")
+            return None
 
     def _ingress(self) -> None:
         if self.ingress_url:

@@ -63,22 +63,37 @@ def expected(resources: Sequence[Mapping[str, Any]], workload: Workload, root_na
     return Fingerprint(frozenset(policies), frozenset(providers))
 
 
-def _walk(node: Any) -> Iterator[Mapping[str, Any]]:
+def _walk(node: Any, refused: bool = False) -> Iterator[Mapping[str, Any]]:
+    """Every mapping under ``node``: outside the ``error_state`` of listeners (a refused update), or only there."""
     if isinstance(node, Mapping):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
+        if refused and "failed_configuration" in node:
+            yield from _walk(node["failed_configuration"])
+            return
+        if not refused:
+            yield node
+        for key, value in node.items():
+            if key != "error_state" or refused:
+                yield from _walk(value, refused)
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value)
+            yield from _walk(value, refused)
 
 
 def running(config_dump: str) -> Fingerprint:
-    """The fingerprint of a proxy's ``config_dump`` (every listener's jwt_authn and RBAC filters)."""
-    dump = json.loads(config_dump)
+    """The fingerprint of a proxy's ``config_dump`` (every listener's jwt_authn and RBAC filters in force)."""
+    return _fingerprint(_walk(json.loads(config_dump)))
+
+
+def refused(config_dump: str) -> Fingerprint:
+    """The fingerprint of the updates the proxy refused (``error_state.failed_configuration`` of its listeners,
+    e.g. a jwt_authn whose inline JWKS is no JWKS): istiod delivered them, the proxy keeps its previous config."""
+    return _fingerprint(_walk(json.loads(config_dump), refused=True))
+
+
+def _fingerprint(nodes: Iterator[Mapping[str, Any]]) -> Fingerprint:
     policies: set[str] = set()
     providers: set[tuple[str, tuple[str, ...]]] = set()
-    for node in _walk(dump):
+    for node in nodes:
         kind = str(node.get("@type", ""))
         if kind.endswith("rbac.v3.RBAC"):
             for rules in (node.get("rules"), node.get("shadow_rules"), node.get("shadowRules")):

@@ -231,6 +231,7 @@ class KindMesh(KubeMesh):
         containers = dep["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e.get("value") for c in containers if c["name"] == "discovery" for e in c.get("env", [])}
         want = plans.REMOTE_JWKS_ENV[mode]
+        self.jwks_refresh_interval = plans.refresh_seconds(env.get("PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"))
         if plans.fetch_mode_of(env.get("PILOT_JWT_ENABLE_REMOTE_JWKS")) == mode:
             self.fetch_mode = mode
             return

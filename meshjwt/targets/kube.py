@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from meshjwt.errors import ApplyRefused, EnvironmentProblem, TargetCannot
-from meshjwt.kube import readiness, workloads
+from meshjwt.kube import jwks_server, readiness, workloads
 from meshjwt.kube.curl import CurlResult, Transfer, batch_config, parse_batch
 from meshjwt.kube.kubectl import Kubectl, ResourceRef, first_line
 from meshjwt.kube.plans import RUN_LABEL, exec_args
@@ -26,6 +26,11 @@ from meshjwt.mesh import Mesh, Request, Response
 from meshjwt.samples import GATEWAY_LABELS, HTTPBIN_LABELS
 from meshjwt.settings import Settings, TargetOptions, option
 from meshjwt.targets import config_probe
+
+#: after its refresh interval, istiod's fetch may take its default timeout before a failure is final
+JWKS_FETCH_MARGIN = 5.0
+#: after a rotation, the least time before istiod's next refresh that a case needs to see the old keys in force
+ROTATION_WINDOW = 5.0
 
 
 def log(message: str) -> None:
@@ -71,6 +76,10 @@ class KubeMesh(Mesh):
         self.exec_calls = 0  # kubectl exec calls that sent requests (one per convergence round)
         self.probe_calls = 0  # kubectl exec calls that read a proxy's config (after each apply)
         self.unprobed: set[str] = set()  # namespace/deployment whose proxy config this run may not read
+        #: istiod's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL in seconds, read from its Deployment (None: not visible)
+        self.jwks_refresh_interval: float | None = None
+        self._served = (jwks_server.Answer(), jwks_json)  # what nginx-proxy serves: (answer, keys)
+        self._jwks_down_since: float | None = None  # when nginx-proxy was scaled to 0 (None: it is up)
 
     # --- phases ---------------------------------------------------------------------------
     def phase(self, name: str, started: float) -> None:
@@ -220,6 +229,8 @@ class KubeMesh(Mesh):
                 if done.returncode != 0:
                     return False, f"config_dump of {ns}/{dep} failed: {first_line(done.stderr)}"
                 problems = want.differences(config_probe.running(done.stdout))
+                if problems and want.providers and not want.differences(config_probe.refused(done.stdout)):
+                    return True, f"{ns}/{dep}: refused this configuration, keeps its previous one"
                 return not problems, f"{ns}/{dep}: {', '.join(problems[:4]) or 'up to date'}"
 
             readiness.wait_for(check, timeout=self.settings.timeouts.apply,
@@ -303,6 +314,177 @@ class KubeMesh(Mesh):
             return Response(0, error=f"connection to {self.ingress_url} failed: {exc}")
         finally:
             conn.close()
+
+    # --- JWKS lifecycle: the real nginx-proxy Deployment and its ConfigMaps; istiod's refresh ------------
+    def _serve(self, answer: jwks_server.Answer, jwks_json: str) -> None:
+        """Make nginx-proxy serve ``answer`` with these keys now: update its ConfigMaps, then roll it out anew.
+
+        A rollout (the served configuration's hash on the pod template), not a wait for the kubelet: a mounted
+        ConfigMap is resynced only after the kubelet's sync period plus its cache TTL (about 60-90 s, nothing the
+        suite can observe), and nginx reads its configuration only at start. New pods mount the ConfigMaps as
+        they are, and the rollout (old pods gone, new ones ready, timeout 'jwks_server') says when every answer
+        comes from them. While scaled to 0, the template changes too and the next pod mounts them."""
+        if (answer, jwks_json) == self._served:
+            return
+        assert self.data is not None
+        ns, timeout = self.vars["NAMESPACE"], self.settings.timeouts.apply
+        self.data.apply(jwks_server.configmaps(ns, answer, jwks_json), timeout=timeout)
+        self.data.run([*jwks_server.restart_patch(answer, jwks_json), "-n", ns], timeout=timeout)
+        self._served = (answer, jwks_json)
+        if self._jwks_down_since is None:
+            self._await_jwks_server()
+
+    def _await_jwks_server(self) -> None:
+        self.wait_deployment(self.vars["NAMESPACE"], jwks_server.DEPLOYMENT, proxy="sidecar",
+                             timeout=self.settings.timeouts.jwks_server, name="jwks_server")  # fmt: skip
+
+    def _scale_jwks_server(self, replicas: int) -> None:
+        assert self.data is not None
+        ns = self.vars["NAMESPACE"]
+        self.data.run([*jwks_server.replicas_patch(replicas), "-n", ns], timeout=self.settings.timeouts.apply)
+        if replicas:
+            self._await_jwks_server()
+            self._jwks_down_since = None
+            return
+        data = self.data
+
+        def gone() -> readiness.Check:
+            pods = data.json(["get", "pods", "-n", ns, "-l", f"app={jwks_server.DEPLOYMENT}"]).get("items", [])
+            return not pods, f"{len(pods)} pod(s) of {ns}/{jwks_server.DEPLOYMENT} left"
+
+        readiness.wait_for(gone, timeout=self.settings.timeouts.jwks_server,
+                           what=f"{ns}/{jwks_server.DEPLOYMENT} scaled to 0 (timeout 'jwks_server')",
+                           interval=self.settings.timeouts.ready_poll)  # fmt: skip
+        self._jwks_down_since = time.monotonic()
+
+    def rotate_jwks(self, jwks_json: str) -> None:
+        """Serve ``jwks_json``, just after one of istiod's refreshes, so that the next one is a whole interval
+        away and a case sees the old keys in force first. A refresh that changes nothing shows nowhere, so the
+        current keys are served first with a marker field (same keys) until the proxies inline it."""
+        interval = self._refresh_interval()  # refuse before changing anything
+        answer, keys = self._served
+        self._serve(answer, jwks_server.marked(keys, secrets.token_hex(6)))
+        self.await_jwks_refresh()
+        refreshed = time.monotonic()
+        self._serve(answer, jwks_json)
+        left = interval - (time.monotonic() - refreshed)
+        if left < ROTATION_WINDOW:  # the next refresh may come before a case sees the old keys in force
+            raise EnvironmentProblem(f"nginx-proxy's rollout took {interval - left:.1f}s of istiod's {interval:g}s "
+                                     f"JWKS refresh interval: under {ROTATION_WINDOW:g}s were left for a case to see "
+                                     "the old keys in force (a longer PILOT_JWT_PUB_KEY_REFRESH_INTERVAL gives more)")
+
+    def jwks_server_down(self) -> None:
+        """Scale nginx-proxy to 0 and wait until its pods are gone (timeout 'jwks_server')."""
+        if self._jwks_down_since is None:
+            self._scale_jwks_server(0)
+
+    def jwks_server_up(self) -> None:
+        """Scale nginx-proxy back to 1 and wait until it is ready (timeout 'jwks_server')."""
+        if self._jwks_down_since is not None:
+            self._scale_jwks_server(1)
+
+    def slow_jwks_server(self, seconds: float) -> None:
+        """Throttle the keys with nginx's ``limit_rate`` so that a fetch takes at least ``seconds`` (stock nginx
+        has no delay directive; a throttled body is a slow server to any client)."""
+        answer, keys = self._served
+        self._serve(jwks_server.Answer(rate=jwks_server.slow_rate(len(keys.encode()), seconds)), keys)
+
+    def serve_jwks_body(self, body: str) -> None:
+        try:
+            answer = jwks_server.Answer(body=body)
+            jwks_server.conf(answer)
+        except ValueError as exc:
+            raise TargetCannot(f"nginx-proxy cannot answer this body: {exc}") from None
+        self._serve(answer, self._served[1])
+
+    def redirect_jwks(self) -> None:
+        self._serve(jwks_server.Answer(redirect=True), self._served[1])
+
+    def restore_jwks_server(self) -> None:
+        """The manifest's nginx configuration, the run's keys, one replica ready."""
+        if self.data is None:
+            return
+        default = (jwks_server.Answer(), self.jwks_json)
+        if self._jwks_down_since is not None:
+            self._serve(*default)
+            self._scale_jwks_server(1)
+        else:
+            self._serve(*default)
+
+    def _refresh_interval(self) -> float:
+        """istiod's refresh interval, if the suite knows it and may wait that long (else TargetCannot)."""
+        interval = self.jwks_refresh_interval
+        if interval is None:
+            raise TargetCannot("istiod is not visible, so its JWKS refresh interval (PILOT_JWT_PUB_KEY_REFRESH_"
+                               "INTERVAL) is unknown and no wait for its next refresh can be bounded")  # fmt: skip
+        limit = self.settings.timeouts.jwks_refresh
+        if interval + JWKS_FETCH_MARGIN > limit:
+            raise TargetCannot(f"istiod refreshes its JWKS every {interval:g}s (PILOT_JWT_PUB_KEY_REFRESH_INTERVAL), "
+                               f"more than timeout 'jwks_refresh' ({limit:g}s) allows: raise --timeout-jwks-refresh "
+                               "to wait for it")  # fmt: skip
+        return interval
+
+    def await_jwks_refresh(self) -> None:
+        """Return once istiod's next periodic refresh reached the proxies (timeout 'jwks_refresh').
+
+        While nginx-proxy serves its keys, that is when every affected proxy inlines exactly what it serves. A
+        refresh that fails (server down, slow, not a JWKS) changes nothing a proxy shows: then the wait lasts
+        until one refresh interval (plus istiod's fetch timeout) has passed since the change."""
+        interval = self._refresh_interval()
+        if self.fetch_mode != "istiod":
+            raise TargetCannot(f"istiod runs in {self.fetch_mode} mode: the proxies fetch nginx-proxy's JWKS "
+                               "themselves, istiod's refresh does not reach them")  # fmt: skip
+        answer, keys = self._served
+        limit = self.settings.timeouts.jwks_refresh
+        if self._jwks_down_since is not None or answer.body is not None or answer.rate is not None:
+            since = self._jwks_down_since or time.monotonic()
+            due = since + interval + JWKS_FETCH_MARGIN
+
+            def waited() -> readiness.Check:
+                left = due - time.monotonic()
+                return left <= 0, f"istiod's refresh due within {max(left, 0):.1f}s"
+
+            readiness.wait_for(waited, timeout=limit, what="istiod's JWKS refresh (timeout 'jwks_refresh')",
+                               interval=self.settings.timeouts.poll_interval)  # fmt: skip
+            return
+        self._await_inline_jwks(keys, limit)
+
+    def _nginx_issuers(self) -> set[str]:
+        """Issuers of the applied jwtRules whose jwksUri is nginx-proxy's."""
+        host = f"{jwks_server.DEPLOYMENT}.{self.vars['NAMESPACE']}"
+        issuers: set[str] = set()
+        for _, doc in self._applied:
+            if doc.get("kind") == "RequestAuthentication":
+                for rule in (doc.get("spec") or {}).get("jwtRules") or []:
+                    netloc = urllib.parse.urlsplit(str(rule.get("jwksUri", ""))).hostname or ""
+                    if netloc == jwks_server.DEPLOYMENT or netloc.startswith(host):
+                        issuers.add(str(rule.get("issuer", "")))
+        return issuers
+
+    def _await_inline_jwks(self, served: str, timeout: float) -> None:
+        """Poll the config_dump of every proxy an nginx-proxy jwtRule selects until it inlines ``served``."""
+        assert self.data is not None
+        issuers, root, data = self._nginx_issuers(), self.vars["ROOT_NAMESPACE"], self.data
+        if not issuers:
+            raise TargetCannot("no applied RequestAuthentication takes its keys from nginx-proxy")
+        resources = [doc for _, doc in self._applied]
+        for workload, namespace, deployment in self.proxies():
+            if f"{namespace}/{deployment}" in self.unprobed or not config_probe.expected(resources, workload,
+                                                                                          root).providers:
+                continue
+
+            def check(ns: str = namespace, dep: str = deployment) -> readiness.Check:
+                dump = ["exec", "-n", ns, f"deploy/{dep}", "-c", "istio-proxy", "--", *config_probe.CONFIG_DUMP]
+                done = data.run(dump, timeout=30, check=False)
+                self.probe_calls += 1
+                if done.returncode != 0:
+                    return False, f"config_dump of {ns}/{dep} failed: {first_line(done.stderr)}"
+                inlined = jwks_server.inline_jwks(done.stdout, issuers)
+                fresh = [jwks_server.same_jwks(x, served) for x in inlined]
+                return bool(fresh) and all(fresh), f"{ns}/{dep}: {sum(fresh)}/{len(fresh)} provider(s) inline it"
+
+            readiness.wait_for(check, timeout=timeout, what=f"istiod's JWKS refresh on {namespace}/{deployment} "
+                               "(timeout 'jwks_refresh')", interval=self.settings.timeouts.poll_interval)  # fmt: skip
 
     # --- diagnostics ------------------------------------------------------------------------
     def artifacts(self, directory: str) -> list[str]:

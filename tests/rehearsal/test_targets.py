@@ -23,7 +23,7 @@ from meshjwt.targets.kind import KindMesh
 from meshjwt.tokens import TokenFactory
 from rehearsal.tools import REPO
 
-pytestmark = pytest.mark.integration  # simulated clusters, kubectl and Envoy are real processes
+pytestmark = pytest.mark.integration  # every test here starts a simulated cluster, kubectl and Envoy
 
 DENY_ALL = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
             "metadata": {"name": "deny-all"}, "spec": {"selector": {"matchLabels": {"app": "httpbin"}}}}  # fmt: skip
