@@ -103,10 +103,10 @@ def test_inline_jwks_of_the_issuers_providers_and_the_marker():
 
 
 def kube_mesh(interval: float | None, refresh_timeout: float = 120.0):
-    from meshjwt.targets.cluster import ClusterMesh
+    from meshjwt.targets.cluster import ClusterMesh, ClusterOptions
 
     settings = Settings(target="cluster", timeouts=Timeouts(jwks_refresh=refresh_timeout),
-                        extra={"namespace_prefix": "t"})  # fmt: skip
+                        target_options=ClusterOptions(namespace_prefix="t"))  # fmt: skip
     mesh = ClusterMesh(settings, KEYS)
     mesh.jwks_refresh_interval = interval
     return mesh
