@@ -84,6 +84,7 @@ class Envoy:
         self.proc = None
         self._versions = {"lds": 0, "cds": 0}
         self._refused = {"listener_manager.lds": 0, "cluster_manager.cds": 0}  # refusal counters last read
+        self._accepted: dict[str, str] = {}  # per kind, the resources Envoy last took (JSON)
         self._admin: http.client.HTTPConnection | None = None  # kept alive between admin reads
         self.last_config: dict[str, Any] = {}
         self._log_seen = -1  # offset of the last rejection reason reported
@@ -168,14 +169,20 @@ class Envoy:
         return {name: value.strip().strip('"') for name, _, value in (line.partition(": ") for line in lines)}
 
     def push(self, clusters: list[dict[str, Any]], listeners: list[dict[str, Any]], timeout: float) -> None:
-        """Install clusters, then listeners; return once Envoy has accepted both (or raise)."""
+        """Install clusters, then listeners; return once Envoy has accepted both (or raise). A kind whose
+        resources are the ones Envoy already took is not sent again (Envoy would keep them as they are)."""
         self.last_config = {"clusters": clusters, "listeners": listeners}
         for kind, type_url, resources in (("cds", CLUSTER_TYPE, clusters), ("lds", LISTENER_TYPE, listeners)):
+            text = json.dumps(resources, sort_keys=True)
+            if self._accepted.get(kind) == text:
+                continue
+            self._accepted.pop(kind, None)
             self._versions[kind] += 1
             version = self._versions[kind]
             prefix = "cluster_manager.cds" if kind == "cds" else "listener_manager.lds"
             self._write(kind, type_url, resources, version)
             self._await_version(prefix, version, self._refused[prefix], timeout)
+            self._accepted[kind] = text
 
     def _await_version(self, prefix: str, version: int, rejected_before: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

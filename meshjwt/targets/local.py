@@ -174,6 +174,10 @@ class LocalMesh(Mesh):
         }}  # fmt: skip
         timeout = self.settings.timeouts.start
         self.workloads = workload_servers.spawn(spec, self.workdir)
+        # the substitute key sets (RSA: tens of ms) are made while the workload servers boot
+        stand_in = generate_key("RS256")  # no kid, so that any token's kid falls through to it, as to FakeJwks's key
+        self.fake_jwks = replace(stand_in, kid="", jwk={k: v for k, v in stand_in.jwk.items() if k != "kid"})
+        substitute = substitute_jwks(self.fake_jwks if self.istiod.substitute == "leaked" else None)
         self.envoy = Envoy(self.workdir, binary)
         self.envoy.start(timeout)
         served = workload_servers.await_ports(self.workloads, self.workdir, timeout)
@@ -182,11 +186,7 @@ class LocalMesh(Mesh):
         backends = {name: self.ports[name] for name in BACKENDS}
         world, proxies, clusters = build(self.topology, listener_ports, backends)
         secrets = {EXTERNAL_JWKS_CA_SECRET: str(certs.ca_cert)}  # as the kind/cluster targets create it
-        stand_in = generate_key("RS256")  # no kid, so that any token's kid falls through to it, as to FakeJwks's key
-        self.fake_jwks = replace(stand_in, kid="", jwk={k: v for k, v in stand_in.jwk.items() if k != "kid"})
-        leaked = self.istiod.substitute == "leaked"
-        self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert),
-                                          substitute_jwks(self.fake_jwks if leaked else None), secrets=secrets,
+        self.control_plane = ControlPlane(world, proxies, clusters, str(certs.ca_cert), substitute, secrets=secrets,
                                           path_normalization=self.settings.path_normalization or "BASE",
                                           space_delimited_claims=self.istiod.space_delimited_claims)  # fmt: skip
         retry, refresh = options.jwks_retry_interval, options.jwks_refresh_interval
