@@ -165,6 +165,14 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     assert loaded == report
 
 
+def test_summary_table_of_a_run_interrupted_before_any_case_is_its_headers() -> None:
+    from meshjwt.pytest_plugin.report import summary_table
+
+    header, rule = summary_table([], 100)  # Ctrl-C during the mesh's start: no claim has a case yet
+    assert header.split() == ["claim", "section", "cases", "passed", "failed", "unsupported"]
+    assert set(rule.replace(" ", "")) == {"-"}
+
+
 def test_html_is_self_contained_with_the_claims_table() -> None:
     ext = scenario("jwks-<external>")
     report = build_report([result("passed"), result("failed", scen=ext, name="x")], run_info())
