@@ -12,8 +12,10 @@ normal end of a session, both signals are ignored so the teardown and the report
 
 from __future__ import annotations
 
+import _thread
 import signal
 import threading
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -31,10 +33,28 @@ def _ignore_signals() -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
+def signalled() -> bool:
+    """Whether SIGINT or SIGTERM reached this run (a start that failed after it was interrupted, not broken)."""
+    return _signalled.is_set()
+
+
+def _in_finalizer(frame: FrameType | None) -> bool:
+    """Whether the interrupted code runs inside a ``__del__``: an exception raised there is only reported as
+    'unraisable' (a traceback on the terminal) and the run goes on."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     _signalled.set()
     processes.kill_all()
     rundirs.remove_owned()
+    if _in_finalizer(frame):
+        _thread.interrupt_main()  # again as soon as the finalizer has returned
+        return
     raise KeyboardInterrupt
 
 
