@@ -6,14 +6,16 @@ Without this plugin the second signal lands in pytest's own interrupt handling o
 
 Here SIGINT and SIGTERM first do the last-resort cleanup at once (SIGKILL the local mesh's process groups,
 remove its run folder: a few milliseconds, before any SIGKILL can come), then raise KeyboardInterrupt so
-pytest reports the run interrupted and writes the report. Once pytest handles the interrupt, and during the
-normal end of a session, both signals are ignored so the teardown and the report are not cut short.
+pytest reports the run interrupted and writes the report. From that moment (a second signal could otherwise
+land while pytest starts handling the first: a traceback), and during the normal end of a session, both
+signals are ignored so the teardown and the report are not cut short.
 """
 
 from __future__ import annotations
 
 import _thread
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -38,23 +40,32 @@ def signalled() -> bool:
     return _signalled.is_set()
 
 
-def _in_finalizer(frame: FrameType | None) -> bool:
-    """Whether the interrupted code runs inside a ``__del__``: an exception raised there is only reported as
-    'unraisable' (a traceback on the terminal) and the run goes on."""
-    while frame is not None:
-        if frame.f_code.co_name == "__del__":
-            return True
-        frame = frame.f_back
-    return False
+def _redeliver_unraisable_interrupt() -> None:
+    """Wrap ``sys.unraisablehook`` (once) so that our KeyboardInterrupt, raised where Python cannot propagate it
+    (a ``__del__``, an at-fork callback of ``subprocess``), is delivered again at once instead of being printed
+    as a traceback while the run goes on."""
+    current = sys.unraisablehook
+    if getattr(current, "_meshjwt", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is KeyboardInterrupt and _signalled.is_set():
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, _interrupt)
+            _thread.interrupt_main()  # SIGINT again: raised at the main thread's next bytecode
+            return
+        current(unraisable)
+
+    hook._meshjwt = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     _signalled.set()
     processes.kill_all()
     rundirs.remove_owned()
-    if _in_finalizer(frame):
-        _thread.interrupt_main()  # again as soon as the finalizer has returned
-        return
+    _redeliver_unraisable_interrupt()
+    _ignore_signals()  # tox's second SIGINT and its SIGTERM would only cut pytest's own interrupt handling short
     raise KeyboardInterrupt
 
 
