@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("leg", nargs="?", default="all", choices=["all", *LEGS])
     parser.add_argument("--reports-dir", type=Path, default=Path("reports") / "rehearsal")
     args = parser.parse_args(argv)
+    # SIGTERM (tox's second step after Ctrl-C, a CI timeout) exits through the work folders' cleanup
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     kubectl, source = find_kubectl()
     print(f"rehearsal: real kubectl {kubectl_version(kubectl)} ({source}: {kubectl}); {REHEARSAL_NOTE}", flush=True)
     worst = 0
