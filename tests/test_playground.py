@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from live_processes import live_mentioning, processes_mentioning
 
 from meshjwt.__main__ import main
 
@@ -108,19 +109,6 @@ def poll_status(expected: int, send: Callable[[], int], timeout: float = 15.0) -
     raise AssertionError(f"still {seen} after {timeout}s, expected {expected}")
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Pids whose command line contains ``text`` (this test run's processes only, by their workdir)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
 @pytest.mark.integration
 def test_playground_answers_reloads_and_stops(start: Callable[..., Playground], tmp_path: Path) -> None:
     policies = tmp_path / "policies"
@@ -135,7 +123,7 @@ def test_playground_answers_reloads_and_stops(start: Callable[..., Playground], 
     playground.wait_for_line(r"^watching ")
     assert "applied: 1 resources (RequestAuthentication foo/jwt-example)" in playground.lines
     assert any("curl" in line and f":{sidecar}/headers" in line and "$TOKEN" in line for line in playground.lines)
-    assert workdir.startswith(str(tmp_path)) and envoy_pid in processes_mentioning(workdir)
+    assert workdir.startswith(str(tmp_path)) and envoy_pid in live_mentioning(workdir)
 
     host = "httpbin.foo:8000"
     assert get(sidecar, host, "/headers") == 200  # RequestAuthentication alone: no token passes

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from live_processes import processes_mentioning
 
 from meshjwt.localmesh.ports import free_port, is_listening
 
@@ -48,20 +49,6 @@ def wait_until_gone(marker: str, ports: list[int], timeout: float = 5.0) -> None
     deadline = time.monotonic() + timeout
     while (processes_mentioning(marker) or any(is_listening(p) for p in ports)) and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def processes_mentioning(marker: str) -> list[str]:
-    """Command lines of live processes that mention ``marker`` (our runs put it in every child's argv)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
-        except OSError:
-            continue
-        if marker in cmdline and state != "Z" and int(pid) != os.getpid():
-            found.append(cmdline)
-    return found
 
 
 class Run:

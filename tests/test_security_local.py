@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from live_processes import processes_mentioning
 
 from meshjwt.converge import converge
 from meshjwt.keys import KeySet
@@ -152,19 +153,6 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def _live_mentioning(marker: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
-        except OSError:
-            continue
-        if marker in cmdline and state != "Z":
-            found.append(cmdline)
-    return found
-
-
 def test_backends_and_their_workers_die_with_a_killed_run(tmp_path):
     missing = [reason for name in BACKENDS if (reason := missing_reason(name))]
     if missing:
@@ -175,7 +163,7 @@ def test_backends_and_their_workers_die_with_a_killed_run(tmp_path):
     assert result.returncode == -9, result.stderr
     directories = result.stdout.split()
     assert len(directories) == 2 and all(d.startswith(str(tmp_path)) for d in directories)
-    outcome = converge(lambda: Response(200, body="\n".join(_live_mentioning(str(tmp_path)))),
+    outcome = converge(lambda: Response(200, body="\n".join(processes_mentioning(str(tmp_path)))),
                        lambda r: r.body or None, Timeouts(converge=5, poll_interval=0.05, consecutive=1))  # fmt: skip
     assert outcome.passed, f"still running after the run was killed: {outcome.last.body}"
     assert not any(Path(d).exists() for d in directories)
