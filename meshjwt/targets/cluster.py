@@ -105,10 +105,10 @@ class ClusterMesh(KubeMesh):
 
     name = "cluster"
     Options = ClusterOptions
+    options: ClusterOptions  # made by KubeMesh.__init__ from this class's Options
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         super().__init__(settings, jwks_json)
-        self.options: ClusterOptions = self.Options.of(settings.target_options)
         # prefix + random suffix: back-to-back runs never meet a namespace still terminating
         self.prefix = f"{self.options.namespace_prefix}-{secrets.token_hex(3)}"
         root = self.options.root_namespace

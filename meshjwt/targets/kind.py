@@ -49,10 +49,10 @@ class KindMesh(KubeMesh):
 
     name = "kind"
     Options = KindOptions
+    options: KindOptions  # made by KubeMesh.__init__ from this class's Options
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         super().__init__(settings, jwks_json)
-        self.options: KindOptions = self.Options.of(settings.target_options)
         self.release = istio_release(self.options.istio_version)
         self.cluster_name = (
             self.options.cluster_name or f"meshjwt-{self.release.minor.replace('.', '-')}"

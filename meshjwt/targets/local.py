@@ -104,7 +104,7 @@ class LocalMesh(Mesh):
 
     def __init__(self, settings: Settings, jwks_json: str) -> None:
         self.settings = settings
-        self.options: LocalOptions = LocalOptions.of(settings.target_options)
+        self.options: LocalOptions = self.Options.of(settings.target_options)
         self.jwks_json = jwks_json
         self.workdir: Path | None = None
         self.envoy: Envoy | None = None
