@@ -23,6 +23,7 @@ FEATURES: dict[str, str] = {
     "JWKS.ExternalTLS": "https jwksUri outside the cluster",
     "JWKS.EnvoyFetch": "the proxy fetches the JWKS (PILOT_JWT_ENABLE_REMOTE_JWKS=envoy)",
     "Authz.PathExclusion": "DENY with notRequestPrincipals and notPaths skips JWT on some paths",
+    "Authz.PathNormalization": "meshConfig pathNormalization decides the path policies match (each mode)",
     "Ingress": "requests through the ingress gateway",
     "JWKS.Lifecycle": "the JWKS server changes over time (rotation, outage, late start) and istiod's cache follows",
     "Validation.Webhook": "Istio's validation webhook refuses invalid resources at apply time",

@@ -101,6 +101,22 @@ class Mesh(abc.ABC):
         round trip is costly (``kubectl exec`` on a cluster) sends them together."""
         return [self.request(r) for r in requests]
 
+    def use_path_normalization(self, mode: str | None) -> None:
+        """Run the next applies with meshConfig ``pathNormalization`` ``mode`` (None: the run's own). A target that
+        cannot switch raises :class:`meshjwt.errors.TargetCannot` unless it already runs with ``mode``."""
+        from meshjwt.errors import TargetCannot
+
+        running = self.info().details.get("pathNormalization") or "BASE"
+        if mode is not None and mode != running:
+            raise TargetCannot(f"the {self.name} target runs meshConfig pathNormalization {running} and cannot switch "
+                               f"to {mode} within a run (start a run with --path-normalization {mode})")  # fmt: skip
+
+    def confirms_config(self, client: Client) -> bool:
+        """Whether the proxy answering ``client``'s requests has confirmed that it runs the configuration of the
+        last apply (local: Envoy acknowledged it; kind/cluster: its config_dump showed it). Then an answer
+        cannot be stale and a wrong one fails its case at once (:mod:`meshjwt.converge`). Default: no."""
+        return False
+
     def artifacts(self, directory: str) -> list[str]:
         """Write diagnostics for a failed case into ``directory``; return the files written."""
         return []

@@ -62,3 +62,29 @@ def test_each_target_owns_its_timeout_defaults_and_the_user_wins():
     local = Timeouts.of(LocalMesh.default_timeouts, {"converge": 12, "consecutive": None})
     assert local.converge == 12.0 and local.consecutive == 3 and local.poll_interval < 0.01
     assert Timeouts.of(KindMesh.default_timeouts).converge == 30.0
+
+
+def test_a_wrong_answer_on_confirmed_config_fails_at_once_and_shows_the_answers():
+    outcome = converge(sequence(200, 403, 403, 403), expect(403), FAST, settled=True)
+    assert not outcome.passed and outcome.attempts == 3  # the first round's three answers, no second round
+    assert outcome.decisive is not None and outcome.decisive.status == 200
+    assert "confirmed the applied config" in outcome.problem
+    assert outcome.answers[0].startswith("#1: 200")
+
+
+def test_a_forged_token_accepted_once_is_never_forgiven_even_unconfirmed():
+    # a proxy that answers every 4th request carrying a token with 200: the streak rule alone would pass it
+    answers = iter([200, 401, 401, 401] * 100)
+    outcome = converge(lambda: Response(next(answers)), expect(401), FAST, must_refuse=True)
+    assert not outcome.passed and outcome.accepted is not None and outcome.accepted.status == 200
+    assert "a 2xx to a token that must be refused is final" in outcome.problem
+
+
+def test_unconfirmed_config_still_converges_past_stale_refusals():
+    outcome = converge(sequence(401, 401, 200, 200, 200), expect(200), FAST, must_refuse=False)
+    assert outcome.passed and outcome.attempts == 5 and outcome.decisive is None
+
+
+def test_confirmed_config_still_needs_n_consecutive_matches():
+    outcome = converge(sequence(403), expect(403), FAST, settled=True)
+    assert outcome.passed and outcome.attempts == FAST.consecutive

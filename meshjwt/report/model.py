@@ -105,6 +105,8 @@ def expected_dict(expected: Expectation) -> dict[str, Any]:
         doc["body"] = scrub(expected.body)
     if expected.body_contains is not None:
         doc["bodyContains"] = scrub(expected.body_contains)
+    if expected.body_lacks is not None:
+        doc["bodyNotContains"] = scrub(expected.body_lacks)
     if expected.headers:
         doc["headers"] = {k: scrub(v) for k, v in expected.headers.items()}
     if expected.reason:
@@ -175,14 +177,43 @@ def claims(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
 
 
 def vulnerabilities(results: Sequence[CaseResult], mesh: MeshInfo) -> list[dict[str, Any]]:
-    """Known vulnerabilities of the mesh's version that the run confirmed: a case whose description names one
-    (``VULNERABILITY …``) failed because the mesh accepted the token (2xx where a refusal was expected)."""
+    """What the mesh let through that it must refuse: every case that got a 2xx (even once, among many answers) to
+    a forged or otherwise refused token is listed as ``accepted`` with the request and the answer; a case whose
+    description names a known vulnerability of the mesh's version (``VULNERABILITY …``) says it is confirmed."""
     found = []
     for result in results:
-        if result.accepted_attack and result.case.description.startswith("VULNERABILITY"):
-            found.append({"case": result.case.id, "meshVersion": f"{mesh.flavor} {mesh.version}",
-                          "finding": " ".join(result.case.description.split())})  # fmt: skip
+        answer = result.accepted
+        if answer is None or not result.case.token.is_attack:
+            continue
+        known = result.case.description.startswith("VULNERABILITY")
+        finding = (" ".join(result.case.description.split()) if known else
+                   f"the mesh accepted token {result.case.token.describe()}, which it must refuse "
+                   f"(expected {result.expected.describe()})")  # fmt: skip
+        found.append({"case": result.case.id, "meshVersion": f"{mesh.flavor} {mesh.version}",
+                      "kind": "known" if known else "accepted", "finding": scrub(finding),
+                      "request": scrub(result.request), "answer": scrub(answer.summary())})  # fmt: skip
     return found
+
+
+#: what a mutation score means, as every report says it
+SHARPNESS_MEANING = ("deliberately broken versions of the local reference mesh (mutants: each a realistic bug of "
+                     "one Istio field or behaviour) that this suite version's built-in cases fail; a mutant that "
+                     "survived would be a bug this suite passes")  # fmt: skip
+
+
+def sharpness() -> dict[str, Any]:
+    """The mutation score of this suite version (``meshjwt/sharpness.json``, written by ``tox -e mutants``)."""
+    import json
+    from importlib import resources
+
+    try:
+        recorded = json.loads(resources.files("meshjwt").joinpath("sharpness.json").read_text())
+        mutants, killed = int(recorded["catalogue"]), int(recorded["killed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"mutants": None, "killed": None, "score": "not measured", "meaning": SHARPNESS_MEANING}
+    return {"mutants": mutants, "killed": killed, "score": f"{killed} of {mutants} mutants killed",
+            "suiteVersion": __version__, "measuredWith": recorded.get("measuredWith", "tox -e mutants"),
+            "meaning": SHARPNESS_MEANING}  # fmt: skip
 
 
 def build_report(results: Iterable[CaseResult], run: RunInfo) -> dict[str, Any]:
@@ -203,6 +234,7 @@ def build_report(results: Iterable[CaseResult], run: RunInfo) -> dict[str, Any]:
         "mesh": {"flavor": mesh.flavor, "version": mesh.version, "jwksFetchMode": mesh.jwks_fetch_mode,
                  "details": {k: scrub(str(v)) for k, v in mesh.details.items()}},  # fmt: skip
         "implementation": run.implementation.as_dict(),
+        "sharpness": sharpness(),
         "timeouts": {camel(k): v for k, v in run.timeouts.items()},
         "howToReproduce": scrub(run.command),
         "interrupted": run.interrupted,

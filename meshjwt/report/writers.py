@@ -55,6 +55,8 @@ def _expected(expected: Mapping[str, Any]) -> str:
         parts.append(f"body = {expected['body']!r}")
     if "bodyContains" in expected:
         parts.append(f"body ∋ {expected['bodyContains']!r}")
+    if "bodyNotContains" in expected:
+        parts.append(f"body ∌ {expected['bodyNotContains']!r}")
     parts += [f"{k} ∋ {v!r}" for k, v in expected.get("headers", {}).items()]
     text = _e(", ".join(parts))
     return text + (f"<br><small>{_e(expected['reason'])}</small>" if expected.get("reason") else "")
@@ -68,6 +70,8 @@ def _meta(report: Mapping[str, Any]) -> str:
         ("Mesh", _e(f"{mesh['flavor']} {mesh['version']}, JWKS fetch mode {mesh['jwksFetchMode']}")),
         *[(f"Mesh {k}", _e(v)) for k, v in mesh.get("details", {}).items()],
         *[(f"Implementation {k}", _e(", ".join(v) if isinstance(v, list) else v)) for k, v in impl.items() if v],
+        ("Suite sharpness", _e(f"{report['sharpness']['score']} ({report['sharpness']['meaning']})")
+         if report.get("sharpness") else "-"),
         ("Timeouts", _e(", ".join(f"{k}={v:g}" for k, v in report["timeouts"].items()))),
         ("Statistics", _e(", ".join(f"{k} {v}" for k, v in report["statistics"].items()))),
         ("Supported features", _e(", ".join(report["features"]["supported"]) or "-")),

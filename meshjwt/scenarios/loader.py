@@ -205,6 +205,7 @@ def _expectation(spec: Mapping[str, Any]) -> Expectation:
                       for o in spec.get("overrides", ()))  # fmt: skip
     return Expectation(
         status=spec["status"], body=spec.get("body"), body_contains=spec.get("bodyContains"),
+        body_lacks=spec.get("bodyNotContains"),
         headers=spec.get("headers", {}), reason=spec.get("reason"), overrides=overrides,
     )  # fmt: skip
 
@@ -258,5 +259,5 @@ def _build(file: Path, node: yaml.Node, doc: Mapping[str, Any]) -> Scenario:
         name=doc["name"], section=doc["section"], source=str(file), features=tuple(doc.get("features", ())),
         manifests=tuple(_resources(file, node, doc)), cases=tuple(cases), description=doc.get("description", ""),
         jwks_fetch_mode=doc.get("jwksFetchMode"), before=tuple(doc.get("before", ())),
-        expect_apply=doc.get("expectApply"),
+        expect_apply=doc.get("expectApply"), path_normalization=doc.get("pathNormalization"),
     )  # fmt: skip

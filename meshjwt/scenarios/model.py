@@ -46,6 +46,8 @@ class Expectation:
     status: int
     body: str | None = None
     body_contains: str | None = None
+    #: a fragment the body must not hold (httpbin echoes the headers it received: a header the proxy must remove)
+    body_lacks: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     reason: str | None = None
     overrides: tuple[Override, ...] = ()
@@ -62,6 +64,8 @@ class Expectation:
             return f"body {body.strip()[:200]!r} != expected {self.body!r}"
         if self.body_contains is not None and self.body_contains not in body:
             return f"body {body.strip()[:200]!r} does not contain {self.body_contains!r}"
+        if self.body_lacks is not None and self.body_lacks in body:
+            return f"body {body.strip()[:200]!r} contains {self.body_lacks!r}"
         for name, fragment in self.headers.items():
             value = headers.get(name.lower())
             if value is None or fragment not in value:
@@ -74,6 +78,8 @@ class Expectation:
             parts.append(f"body {self.body!r}")
         if self.body_contains is not None:
             parts.append(f"body ∋ {self.body_contains!r}")
+        if self.body_lacks is not None:
+            parts.append(f"body ∌ {self.body_lacks!r}")
         parts += [f"{k} ∋ {v!r}" for k, v in self.headers.items()]
         return ", ".join(parts)
 
@@ -147,6 +153,7 @@ class Scenario:
     jwks_fetch_mode: str | None = None
     before: tuple[Mapping[str, Any], ...] = ()  # mesh operations done before its resources are applied
     expect_apply: Mapping[str, Any] | None = None  # {fails: true, message: ...}: the mesh must refuse the apply
+    path_normalization: str | None = None  # meshConfig pathNormalization the scenario needs (None: the run's)
 
     @property
     def sequential(self) -> bool:

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from meshjwt import features
-from meshjwt.converge import Outcome, converge_many
+from meshjwt.converge import Outcome, Probe, converge_many
 from meshjwt.errors import ApplyRefused, EnvironmentProblem, SkipsCase, TargetCannot, UnsupportedField
-from meshjwt.mesh import Mesh, MeshInfo, Request
+from meshjwt.mesh import Mesh, MeshInfo, Request, Response
 from meshjwt.placeholders import substitute
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec
 from meshjwt.settings import Settings
@@ -56,11 +56,19 @@ class CaseResult:
         return self.outcome.last.summary() if self.outcome else "-"
 
     @property
+    def accepted(self) -> Response | None:
+        """The 2xx answer the mesh gave to a token this case expects to be refused, if it gave one (even once)."""
+        if self.verdict != Verdict.FAILED or self.outcome is None or self.expected.status < 400:
+            return None
+        if self.outcome.accepted is not None:
+            return self.outcome.accepted
+        last = self.outcome.last
+        return last if 200 <= last.status < 300 and self.case.token.present else None
+
+    @property
     def accepted_attack(self) -> bool:
         """The case failed because the mesh let a token through that it must refuse (2xx where ≥ 400 was due)."""
-        last = self.outcome.last if self.outcome else None
-        return (self.verdict == Verdict.FAILED and last is not None and 200 <= last.status < 300
-                and self.expected.status >= 400 and self.case.token.is_attack)  # fmt: skip
+        return self.accepted is not None and self.case.token.is_attack
 
 
 @dataclass
@@ -81,6 +89,9 @@ class ScenarioRunner:
     _performed: set[str] = field(default_factory=set)  # cases whose actions were done (sequential scenarios)
     _broken_steps: dict[str, str] = field(default_factory=dict)  # scenario → the step that could not be done
     _jwks_touched: bool = False  # a lifecycle operation changed the JWKS server: restore it before the next apply
+    #: a lifecycle operation may change the proxies' config by itself (istiod's background fetches) since the last
+    #: apply or awaited refresh: answers may be stale, so convergence rules (not the confirmed config) decide
+    _unsettled: bool = False
     refused: dict[str, str] = field(default_factory=dict)  # scenario → the refusal it expected and got
 
     def plan(self, pairs: Sequence[tuple[Scenario, Case]]) -> None:
@@ -112,7 +123,9 @@ class ScenarioRunner:
             self._jwks_touched = False
         try:
             self.perform(scenario.before)
+            self.mesh.use_path_normalization(scenario.path_normalization)
             self._apply(scenario, resources)
+            self._unsettled = False
         except (TargetCannot, Unsupported) as exc:
             self._unsupported[scenario.name] = str(exc)
             raise Unsupported(str(exc)) from None
@@ -146,6 +159,7 @@ class ScenarioRunner:
         for action in actions:
             ((name, value),) = action.items()
             self._jwks_touched = True
+            self._unsettled = name != "awaitJwksRefresh"  # awaiting the refresh and its push settles the config
             try:
                 if name == "rotateJwks":
                     self.mesh.rotate_jwks(self.tokens.rotated_jwks_json())
@@ -299,24 +313,34 @@ class ScenarioRunner:
     def _converge(self, batch: Sequence[tuple[CaseResult, Request]]) -> None:
         """Converge the batch's requests together and record each case's verdict and evidence."""
 
-        def checker(expected: Expectation):
-            return lambda response: expected.mismatch(response.status, response.headers, response.body)
+        def probe(result: CaseResult, request: Request) -> Probe:
+            expected, case = result.expected, result.case
+            return Probe(request, lambda r: expected.mismatch(r.status, r.headers, r.body),
+                         settled=not self._unsettled and self.mesh.confirms_config(request.client),
+                         must_refuse=expected.status >= 400
+                         and any(t.present for t in (case.token, *case.extra_tokens)))  # fmt: skip
 
-        outcomes = converge_many(self.mesh.request_many, [(req, checker(res.expected)) for res, req in batch],
+        outcomes = converge_many(self.mesh.request_many, [probe(res, req) for res, req in batch],
                                  self.settings.timeouts)  # fmt: skip
         for (result, _), outcome in zip(batch, outcomes, strict=True):
             result.outcome = outcome
             result.verdict = Verdict.PASSED if outcome.passed else Verdict.FAILED
             if not outcome.passed:
-                t, expected, case, last = self.settings.timeouts, result.expected, result.case, outcome.last
-                accepted = (f"ATTACK ACCEPTED: the mesh answered {last.status} to token {case.token.describe()}"
-                            f"{' (' + case.description + ')' if case.description else ''}; "
-                            if result.accepted_attack else "")  # fmt: skip
-                result.detail = scrub(
-                    f"{accepted}{result.case.id}: expected {expected.describe()}"
-                    + (f" ({expected.reason})" if expected.reason else "")
-                    + f"; last response {outcome.last.summary()}; {outcome.attempts} attempts in "
-                    f"{outcome.seconds:.2f}s without {t.consecutive} consecutive matches "
-                    f"(timeout 'converge' = {t.converge:g}s); mismatches seen: {outcome.history}; "
-                    f"request: {result.request}"
-                )
+                result.detail = scrub(self._failure(result, outcome))
+
+    def _failure(self, result: CaseResult, outcome: Outcome) -> str:
+        """Why a case failed, with the answers seen (tokens are scrubbed by the caller)."""
+        t, expected, case = self.settings.timeouts, result.expected, result.case
+        accepted = result.accepted
+        head = ""
+        if accepted is not None:
+            what = "ATTACK ACCEPTED" if result.accepted_attack else "TOKEN ACCEPTED"
+            head = (f"{what}: the mesh answered {accepted.status} to token {case.token.describe()}"
+                    f"{' (' + case.description + ')' if case.description else ''}; ")  # fmt: skip
+        how = (f"failed at once: {outcome.problem}" if outcome.decisive is not None else
+               f"{outcome.attempts} attempts in {outcome.seconds:.2f}s without {t.consecutive} consecutive matches "
+               f"(timeout 'converge' = {t.converge:g}s); mismatches seen: {outcome.history}")  # fmt: skip
+        return (f"{head}{case.id}: expected {expected.describe()}"
+                + (f" ({expected.reason})" if expected.reason else "")
+                + f"; last response {outcome.last.summary()}; {how}; answers seen: {outcome.answers}; "
+                f"request: {result.request}")  # fmt: skip

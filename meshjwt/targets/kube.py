@@ -237,6 +237,20 @@ class KubeMesh(Mesh):
                                what=f"config of {namespace}/{deployment} (timeout 'apply')",
                                interval=self.settings.timeouts.poll_interval)  # fmt: skip
 
+    def use_path_normalization(self, mode: str | None) -> None:
+        """The mesh's meshConfig is set at install (kind: ``--path-normalization``; cluster: the operator's, taken as
+        Istio's default BASE unless given): a scenario needing another mode is unsupported, never run on the wrong one."""
+        running = self.settings.path_normalization or "BASE"
+        if mode is not None and mode != running:
+            raise TargetCannot(f"the {self.name} target runs meshConfig pathNormalization {running} and does not switch "
+                               f"it within a run; run with --path-normalization {mode} for this scenario")  # fmt: skip
+
+    def confirms_config(self, client: str) -> bool:
+        """Yes where :meth:`await_proxies` read the answering proxy's config_dump (no for an unprobed one)."""
+        ns, root = self.vars["NAMESPACE"], self.vars["ROOT_NAMESPACE"]
+        proxy = f"{root}/istio-ingressgateway" if client == "ingress" else f"{ns}/httpbin"
+        return proxy not in self.unprobed
+
     def request(self, request: Request) -> Response:
         return self.request_many([request])[0]
 

@@ -20,7 +20,7 @@ from jwt.algorithms import RSAAlgorithm
 from meshjwt import __version__, pki
 from meshjwt.errors import ConfigError, EnvironmentProblem, TargetCannot
 from meshjwt.keys import SigningKey, generate_key
-from meshjwt.localmesh import processes, rundirs
+from meshjwt.localmesh import mutation, processes, rundirs
 from meshjwt.localmesh import workloads as workload_servers
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, route_to
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
@@ -80,6 +80,9 @@ class LocalOptions(TargetOptions):
     jwks_retry_interval: float = field(default=LOCAL_RETRY_INTERVAL, metadata=option(
         "--jwks-retry-interval", f"seconds between the local istiod's 7 quick retries of a failed first JWKS "
         f"fetch (default {LOCAL_RETRY_INTERVAL}, istiod's 1)"))
+    local_mutation: str | None = field(default=None, metadata=option(
+        "--local-mutation", "run the reference mesh with a deliberate bug, FILE:NAME (CATALOGUE[NAME] of the Python "
+        "file FILE; meshjwt.localmesh.mutation): how tox -e mutants measures the suite", metavar="FILE:NAME"))
 
 
 def envoy_for(settings: Settings) -> str:
@@ -123,6 +126,8 @@ class LocalMesh(Mesh):
         self._lock = threading.RLock()  # applies from the run and pushes from istiod's background jobs
         self._mode: str | None = None  # the fetch mode of the last apply (background pushes keep it)
         self.push_errors: list[str] = []
+        #: the seam for deliberate bugs (``--local-mutation``); the reference behaviour unless a mutant is given
+        self.mutation: mutation.Mutation = mutation.REFERENCE
 
     @classmethod
     def check_resources(cls, resources: Sequence[Mapping[str, Any]]) -> None:
@@ -140,6 +145,7 @@ class LocalMesh(Mesh):
             raise
 
     def _start(self) -> None:
+        self.mutation = mutation.load(self.options.local_mutation)
         if self.settings.flavor != "istio":
             raise ConfigError(
                 f"the local reference mesh reproduces upstream Istio, not --mesh-flavor {self.settings.flavor}; "
@@ -178,6 +184,7 @@ class LocalMesh(Mesh):
         stand_in = generate_key("RS256")  # no kid, so that any token's kid falls through to it, as to FakeJwks's key
         self.fake_jwks = replace(stand_in, kid="", jwk={k: v for k, v in stand_in.jwk.items() if k != "kid"})
         substitute = substitute_jwks(self.fake_jwks if self.istiod.substitute == "leaked" else None)
+        substitute = self.mutation.substitute_jwks(substitute, substitute_jwks(self.fake_jwks))
         self.envoy = Envoy(self.workdir, binary)
         self.envoy.start(timeout)
         served = workload_servers.await_ports(self.workloads, self.workdir, timeout)
@@ -190,11 +197,11 @@ class LocalMesh(Mesh):
                                           path_normalization=self.settings.path_normalization or "BASE",
                                           space_delimited_claims=self.istiod.space_delimited_claims)  # fmt: skip
         retry, refresh = options.jwks_retry_interval, options.jwks_refresh_interval
-        self.resolver = self.control_plane.resolver = JwksResolver(
+        self.resolver = self.control_plane.resolver = self.mutation.resolver(JwksResolver(
             self.control_plane.fetch, refresh_interval=refresh,
             retry_delays=(retry,) * 7 + tuple(retry * 60 * 2**i for i in range(7)),
             accept_non_jwks=self.istiod.non_jwks_body == "inline", on_change=self._background_push,
-        )
+        ))
         self.apply([])
         self.resolver.start()
 
@@ -229,7 +236,10 @@ class LocalMesh(Mesh):
                      "envoySource": self._envoy_source(),
                      "istiodModel": f"{self.istiod.shown} (substitute key set: {self.istiod.substitute}; "
                                     f"non-JWKS body: {self.istiod.non_jwks_body})",
-                     "pathNormalization": self.settings.path_normalization or "BASE"},  # fmt: skip
+                     "pathNormalization": self.settings.path_normalization or "BASE",
+                     **({"mutation": f"{self.mutation.name}: {self.mutation.breaks} (a deliberate bug: this run "
+                                     "measures the suite, never a mesh)"}
+                        if self.mutation is not mutation.REFERENCE else {})},  # fmt: skip
         )
 
     @functools.cache  # noqa: B019 - one mesh per run; the binary does not change
@@ -275,7 +285,8 @@ class LocalMesh(Mesh):
 
     def _push(self, copies: list[Mapping[str, Any]], mode: str) -> None:
         assert self.control_plane and self.envoy
-        translation = self.control_plane.translate(copies, mode)
+        translation = self.control_plane.translate(self.mutation.resources(json.loads(json.dumps(copies))), mode)
+        translation.listeners = [self.mutation.listener(listener) for listener in translation.listeners]
         try:
             self.envoy.push(translation.clusters, translation.listeners, self.settings.timeouts.apply)
         except ConfigRejected:
@@ -302,6 +313,10 @@ class LocalMesh(Mesh):
 
     def clear(self) -> None:
         self.apply([])
+
+    def confirms_config(self, client: str) -> bool:
+        """Yes: :meth:`apply` returns once Envoy acknowledged the config (its xDS version stat)."""
+        return True
 
     # --- JWKS lifecycle: nginx-proxy misbehaves on request, istiod's cache refreshes ---------------------
     def _nginx(self, control: Mapping[str, Any] | None = None, jwks: str | None = None) -> None:
@@ -377,6 +392,11 @@ class LocalMesh(Mesh):
         assert self.control_plane, "start() first"
         return self.control_plane.path_normalization
 
+    def use_path_normalization(self, mode: str | None) -> None:
+        """Switch for the next applies (istiod pushes a meshConfig change to every proxy); None: the run's mode."""
+        assert self.control_plane, "start() first"
+        self.control_plane.path_normalization = mode or self.settings.path_normalization or "BASE"
+
     def set_path_normalization(self, mode: str) -> None:
         """Switch meshConfig ``pathNormalization`` (NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES) and re-push."""
         assert self.control_plane, "start() first"
@@ -404,6 +424,23 @@ class LocalMesh(Mesh):
         return listener
 
     def request(self, request: Request) -> Response:
+        return self.mutation.answer(request, self._through_proxy, self._around_proxy)
+
+    def _around_proxy(self, request: Request) -> Response:
+        """``request`` straight to the workload behind the proxy (the mutation seam's proxy that skipped its filters)."""
+        port = self.ports["httpbin" if request.client == "mesh" else "productpage"]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=self.settings.timeouts.request)
+        try:
+            conn.request(request.method, request.path, headers={"Host": request.host or "httpbin", **request.headers})
+            response = conn.getresponse()
+            body = response.read().decode(errors="replace")
+            return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
+        except (OSError, http.client.HTTPException) as exc:
+            return Response(0, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            conn.close()
+
+    def _through_proxy(self, request: Request) -> Response:
         port = self.ports["listener:sidecar" if request.client == "mesh" else "listener:gateway"]
         default = f"httpbin.{self.topology.namespace}:8000" if request.client == "mesh" else "bookinfo.example.com"
         host = request.host or default
