@@ -90,9 +90,8 @@ class _Tracker:
     def record(self, response: Response) -> None:
         self.attempts += 1
         problem = self.probe.mismatch(response)
-        if problem is not None or len(self.answers) < 3:
-            if len(self.answers) < ANSWERS_KEPT:
-                self.answers.append(f"#{self.attempts}: {response.summary(80)}")
+        if (problem is not None or len(self.answers) < 3) and len(self.answers) < ANSWERS_KEPT:
+            self.answers.append(f"#{self.attempts}: {response.summary(80)}")
         if self.decisive is not None:  # decided: later answers are shown, never change the verdict
             return
         self.last, self.problem = response, problem

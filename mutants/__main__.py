@@ -43,10 +43,7 @@ class Result:
     seconds: float
 
     def line(self) -> str:
-        if self.killed_by:
-            text = f"mutant {self.name}: killed by {self.killed_by}"
-        else:
-            text = f"mutant {self.name}: SURVIVED"
+        text = f"mutant {self.name}: " + (f"killed by {self.killed_by}" if self.killed_by else "SURVIVED")
         if self.refused:
             text += f" (Envoy refused its config: {self.refused})"
         if self.problem:

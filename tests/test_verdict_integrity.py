@@ -66,6 +66,8 @@ def test_a_token_accepted_once_among_refusals_fails_and_is_a_vulnerability_even_
     (found,) = report["vulnerabilities"]
     assert found["case"] == "ra-alone/expired" and found["kind"] == "accepted"
     assert found["answer"].startswith("200") and "Authorization" in found["request"]
+    (case,) = report["claims"][0]["cases"]
+    assert case["decidedBy"].startswith("a 2xx") and case["answersSeen"][0].startswith("#1: 200")
     assert "…" in found["request"]  # the token is masked
 
 

@@ -53,6 +53,32 @@ def fill(value: Any) -> Any:
     return substitute(value, plausible, where="validate")
 
 
+#: fields Istio added after the API schema this validator pins (cloudcoil-models-istio 1.24; the package index has no
+#: later one): (kind, a property that marks the object) → {field: (JSON schema, the Istio release that added it)}
+NEWER_FIELDS: dict[tuple[str, str], dict[str, tuple[dict[str, Any], str]]] = {
+    ("RequestAuthentication", "forwardOriginalToken"): {
+        "spaceDelimitedClaims": ({"type": "array", "items": {"type": "string"}}, "1.28"),
+    },
+}
+
+
+def _with_newer_fields(schema: Any, kind: str) -> Any:
+    """Add :data:`NEWER_FIELDS` of ``kind`` to each object schema they belong to."""
+    for (owner, marker), added in NEWER_FIELDS.items():
+        if owner != kind:
+            continue
+        stack = [schema]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if marker in (node.get("properties") or {}):
+                    node["properties"].update({name: field for name, (field, _) in added.items()})
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+    return schema
+
+
 def _strict(schema: Any) -> Any:
     """Reject unknown fields: ``additionalProperties: false`` on every object schema with properties."""
     if isinstance(schema, dict):
@@ -75,7 +101,7 @@ def istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
         model = getattr(module, kind)
     except (KeyError, ImportError, AttributeError):
         return None
-    schema = _strict(copy.deepcopy(model.model_json_schema(by_alias=True, mode="validation")))
+    schema = _strict(_with_newer_fields(copy.deepcopy(model.model_json_schema(by_alias=True, mode="validation")), kind))
     schema["properties"].pop("status", None)
     return schema
 

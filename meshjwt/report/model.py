@@ -132,6 +132,13 @@ def case_dict(result: CaseResult) -> dict[str, Any]:
         doc["features"] = list(result.case.features)
     if result.detail and doc["verdict"] != "passed":
         doc["detail"] = scrub(result.detail)
+    if outcome and doc["verdict"] == "failed":
+        doc["answersSeen"] = [scrub(answer) for answer in outcome.answers]
+        doc["decidedBy"] = ("the first wrong answer (the proxy had confirmed the applied config)"
+                            if outcome.decisive is not None and outcome.accepted is None else
+                            "a 2xx to a token that must be refused (final whatever came after)"
+                            if outcome.accepted is not None else
+                            "no N consecutive matching answers within the timeout 'converge'")  # fmt: skip
     return doc
 
 

@@ -238,12 +238,13 @@ class KubeMesh(Mesh):
                                interval=self.settings.timeouts.poll_interval)  # fmt: skip
 
     def use_path_normalization(self, mode: str | None) -> None:
-        """The mesh's meshConfig is set at install (kind: ``--path-normalization``; cluster: the operator's, taken as
-        Istio's default BASE unless given): a scenario needing another mode is unsupported, never run on the wrong one."""
+        """The mesh's meshConfig is set at install (kind: ``--path-normalization``; cluster: the operator's, taken
+        as Istio's default BASE unless given): a scenario needing another mode is unsupported, never run on the
+        wrong one."""
         running = self.settings.path_normalization or "BASE"
         if mode is not None and mode != running:
-            raise TargetCannot(f"the {self.name} target runs meshConfig pathNormalization {running} and does not switch "
-                               f"it within a run; run with --path-normalization {mode} for this scenario")  # fmt: skip
+            raise TargetCannot(f"the {self.name} target runs meshConfig pathNormalization {running} and does not "
+                               f"switch it within a run; run with --path-normalization {mode} for this scenario")
 
     def confirms_config(self, client: str) -> bool:
         """Yes where :meth:`await_proxies` read the answering proxy's config_dump (no for an unprobed one)."""

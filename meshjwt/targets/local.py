@@ -427,7 +427,7 @@ class LocalMesh(Mesh):
         return self.mutation.answer(request, self._through_proxy, self._around_proxy)
 
     def _around_proxy(self, request: Request) -> Response:
-        """``request`` straight to the workload behind the proxy (the mutation seam's proxy that skipped its filters)."""
+        """``request`` straight to the workload behind the proxy (the seam's proxy that skipped its filters)."""
         port = self.ports["httpbin" if request.client == "mesh" else "productpage"]
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=self.settings.timeouts.request)
         try:
