@@ -100,14 +100,16 @@ def recorded() -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mutants", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mutants", description=__doc__.split("\n\n")[0],
+                                     epilog="After --, more pytest options for each run (e.g. -- -k authz-).")
     parser.add_argument("names", nargs="*", help="mutants to run (default: the whole catalogue)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutant runs at once (default: cores)")
     parser.add_argument("--list", action="store_true", help="list the mutants: name, what it breaks, where Istio says")
     parser.add_argument("--record", action="store_true",
                         help=f"write the measured score to {SHARPNESS_FILE.relative_to(ROOT)} (whole catalogue only)")
-    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest options for each run")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # after --: more pytest options for each run
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     known = catalogue()
     if args.list:
         for mutant in known.values():
@@ -118,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown mutant {', '.join(unknown)}; known: {', '.join(sorted(known))}", file=sys.stderr)
         return 2
     names = args.names or list(known)
-    extra = [a for a in args.pytest_args if a != "--"]
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(run_one, name, extra) for name in names]
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     killed = sum(r.killed_by is not None for r in results)
     wall = time.monotonic() - started
     print(f"mutation score: {killed} of {len(results)} killed ({wall:.0f} s wall, {args.jobs} at once)")
-    whole = not args.names
+    whole = not args.names and not extra  # the whole catalogue on the whole default run
     if whole and args.record:
         SHARPNESS_FILE.parent.mkdir(parents=True, exist_ok=True)
         SHARPNESS_FILE.write_text(json.dumps({"catalogue": len(results), "killed": killed,
