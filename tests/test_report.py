@@ -285,7 +285,10 @@ def read_until(proc: subprocess.Popen, marker: bytes, deadline: float) -> bytes:
 @pytest.mark.integration
 def test_report_is_written_after_ctrl_c(tmp_path: Path) -> None:
     scenarios = tmp_path / "mine.yaml"
-    scenarios.write_text(USER_SCENARIOS.split("---")[0])
+    # a JWKS operation before the case leaves the config unconfirmed (istiod may still push by itself), so the
+    # wrong expectation converges until 'converge' runs out instead of failing at its first answer
+    unsettled = USER_SCENARIOS.split("---")[0].replace("{name: teapot,", "{name: teapot, actions: [{jwksServer: up}],")
+    scenarios.write_text(unsettled)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "suites", "-v", "--scenarios", str(scenarios), "-k",
          "products-0 or wrong-on-purpose", "--timeout-converge", "60", "--reports-dir", str(tmp_path)],
