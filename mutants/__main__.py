@@ -77,6 +77,13 @@ def run_one(name: str, extra: list[str]) -> Result:
             last = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
             return Result(name, None, None, f"the run wrote no report (exit {done.returncode}): {last[0]}", seconds)
         report = yaml.safe_load(report_file.read_text())
+    killed_by, refused = judge(report, done.stdout + done.stderr)
+    return Result(name, killed_by, refused, None, seconds)
+
+
+def judge(report: dict, output: str) -> tuple[str | None, str | None]:
+    """The first *failed* case of a run's report (``scenario/case``), and whether Envoy refused a config (an
+    error, which alone kills nothing)."""
     killed_by, refused = None, None
     for claim in report.get("claims", []):
         for case in claim.get("cases", []):
@@ -85,10 +92,9 @@ def run_one(name: str, extra: list[str]) -> Result:
                 killed_by = f"{claim['id']}/{case['name']}"
             if ENVOY_REFUSED in detail and refused is None:
                 refused = f"{claim['id']}: {detail[detail.find(ENVOY_REFUSED):][:160]}"
-    if refused is None and ENVOY_REFUSED in done.stdout + done.stderr:
-        text = done.stdout + done.stderr
-        refused = text[text.find(ENVOY_REFUSED):].splitlines()[0][:160]
-    return Result(name, killed_by, refused, None, seconds)
+    if refused is None and ENVOY_REFUSED in output:
+        refused = output[output.find(ENVOY_REFUSED):].splitlines()[0][:160]
+    return killed_by, refused
 
 
 def recorded() -> dict[str, object]:

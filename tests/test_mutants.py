@@ -87,3 +87,20 @@ def test_the_recorded_score_is_the_catalogues_size():
     from meshjwt.report.model import sharpness
 
     assert sharpness()["mutants"] == len(mutation.catalogue_of(CATALOGUE_FILE))
+
+
+def test_only_a_failed_case_kills_and_an_envoy_refusal_is_said_but_is_no_kill():
+    sys.path.insert(0, str(ROOT))
+    from mutants.__main__ import Result, judge
+
+    refused = "envoy rejected the generated lds config: Proto constraint validation failed"
+    report = {"claims": [{"id": "ra-alone", "cases": [
+        {"name": "valid-token", "verdict": "error", "detail": f"applying its resources failed: {refused}"},
+        {"name": "no-token", "verdict": "passed"}]}]}  # fmt: skip
+    killed_by, why = judge(report, "")
+    assert killed_by is None and why is not None and why.startswith("ra-alone: envoy rejected")
+    line = Result("m", killed_by, why, None, 1.0).line()
+    assert line.startswith("mutant m: SURVIVED (Envoy refused its config: ra-alone: envoy rejected")
+    report["claims"][0]["cases"][1]["verdict"] = "failed"
+    assert judge(report, "")[0] == "ra-alone/no-token"
+    assert Result("m", "ra-alone/no-token", None, None, 1.0).line() == "mutant m: killed by ra-alone/no-token"
