@@ -8,7 +8,10 @@ Verdict integrity: every answer is evidence, and a wrong answer is final when it
   Envoy acknowledged it; kind/cluster, the config_dump probe showed it) fails at its first wrong answer.
 - A case the target cannot confirm keeps the convergence rule (a mismatch resets its count), with one
   exception: a 2xx to a token the case expects to be refused (``Probe.must_refuse``) fails it at once,
-  whatever comes after: a mesh that lets a forged token through once is never forgiven.
+  whatever comes after: a mesh that lets a forged token through once is never forgiven. So that a stale
+  proxy (one still without the applied config) is not taken for one that accepts forged tokens, the data
+  path confirms the config first: such a token is sent only once the batch's other unconfirmed cases of
+  the same client (no token, or one that must pass) have converged.
 - Either way N consecutive matching answers (``timeouts.consecutive``) are the minimum sample.
 """
 
@@ -87,6 +90,12 @@ class _Tracker:
     def pending(self, need: int) -> bool:
         return self.decisive is None and self.streak < need
 
+    def waits_for(self, other: _Tracker) -> bool:
+        """Whether this case's token may be sent only after ``other`` converged (see the module's docstring)."""
+        mine, theirs = self.probe, other.probe
+        return (not mine.settled and mine.must_refuse and not theirs.settled and not theirs.must_refuse
+                and mine.request.client == theirs.request.client)  # fmt: skip
+
     def record(self, response: Response) -> None:
         self.attempts += 1
         problem = self.probe.mismatch(response)
@@ -128,7 +137,8 @@ def converge_many(
     started = clock()
 
     def one_round() -> None:
-        pending = [t for t in trackers if t.pending(need)]
+        pending = [t for t in trackers if t.pending(need)
+                   and not any(t.waits_for(o) and o.pending(need) for o in trackers)]  # fmt: skip
         batch = [(t, t.request) for t in pending for _ in range(need - t.streak)]
         responses = send_many([request for _, request in batch])
         for (tracker, _), response in zip(batch, responses, strict=True):
@@ -152,7 +162,8 @@ def converge_many(
 
 def _outcome(t: _Tracker, need: int, seconds: float) -> Outcome:
     passed = t.decisive is None and t.streak >= need
-    problem = None if passed else (t.problem or f"{t.streak}/{need} agreements")
+    unsent = "not sent: the other cases never showed the applied config in force" if not t.attempts else None
+    problem = None if passed else (t.problem or unsent or f"{t.streak}/{need} agreements")
     return Outcome(passed, t.attempts, t.last or Response(0, error="no attempt"), problem, seconds, t.history,
                    t.answers, t.decisive, t.probe.settled)  # fmt: skip
 

@@ -88,3 +88,29 @@ def test_unconfirmed_config_still_converges_past_stale_refusals():
 def test_confirmed_config_still_needs_n_consecutive_matches():
     outcome = converge(sequence(403), expect(403), FAST, settled=True)
     assert outcome.passed and outcome.attempts == FAST.consecutive
+
+
+def test_unconfirmed_a_token_that_must_be_refused_waits_until_the_data_path_shows_the_config():
+    """A stale gateway answers 200 to everything until the config lands (after 4 requests here); the no-token
+    case's 403s show it in force, and only then is the expired token sent: no stale 200 is taken for a forgery."""
+    from meshjwt.converge import Probe, converge_many
+    from meshjwt.mesh import Request
+
+    sent: list[str] = []
+
+    def send_many(batch):
+        out = []
+        for request in batch:
+            sent.append(request.path)
+            landed = len(sent) > 4
+            has_token = request.path == "/expired"
+            out.append(Response((401 if has_token else 403) if landed else 200))
+        return out
+
+    sentinel = Probe(Request(client="ingress", path="/none"), expect(403))
+    attack = Probe(Request(client="ingress", path="/expired"), expect(401), must_refuse=True)
+    timeouts = Timeouts(converge=1.0, poll_interval=0.001, consecutive=3)
+    outcomes = converge_many(send_many, [sentinel, attack], timeouts)
+    assert [o.passed for o in outcomes] == [True, True]
+    first = sent.index("/expired")  # after 4 stale answers and 3 matching ones of the no-token case
+    assert first == 7 and set(sent[:first]) == {"/none"} and outcomes[1].attempts == 3
