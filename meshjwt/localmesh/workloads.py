@@ -5,7 +5,8 @@ kernel-chosen port, then prints one JSON line ``{"ports": {name: port}}`` on std
 terminated. JWKS files are read on every request, so the run can rotate keys without a restart; a server's
 optional control file (read per request too) makes it misbehave: ``{"down": true}`` (the connection is closed
 unanswered), ``{"delay": seconds}``, ``{"body": text}`` (served with 200 instead of the keys),
-``{"redirect": true}`` (302 to the same path with ``redirected=1`` added to the query).
+``{"status": 503}`` (that status, with ``body`` if given), ``{"redirect": true}`` (302 to the same path with
+``redirected=1`` added to the query).
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ def _jwks_handler(routes: dict[str, Path], control: Path | None = None) -> type[
             if how.get("redirect") and "redirected=1" not in query:
                 location = f"{path}?{query + '&' if query else ''}redirected=1"
                 self._send(302, b"moved", "text/plain", {"Location": location})
-            elif how.get("body") is not None:
-                self._send(200, str(how["body"]).encode(), "text/html")
+            elif how.get("body") is not None or how.get("status"):
+                self._send(int(how.get("status") or 200), str(how.get("body") or "").encode(), "text/html")
             else:
                 self._send(200, source.read_bytes(), "application/json")
 

@@ -26,7 +26,7 @@ from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, ro
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
 from meshjwt.localmesh.envoy_builds import cached_envoy
 from meshjwt.localmesh.istiod import ENVOY_OF_ISTIO, IstiodBehaviour, envoy_build_for
-from meshjwt.localmesh.jwks_resolver import JwksResolver
+from meshjwt.localmesh.jwks_resolver import ISTIOD_FAILURE_INTERVAL, ISTIOD_FAILURE_INTERVAL_MAX, JwksResolver
 from meshjwt.localmesh.ports import free_port, require_free
 from meshjwt.localmesh.topology import BACKENDS, build, sample_topology
 from meshjwt.localmesh.translate.network import static_cluster
@@ -43,7 +43,7 @@ ATTACKER_JWKS_PATH = "/attacker/jwks.json"  # served by the external JWKS host o
 #: by itself within a run; a lifecycle case that awaits the next refresh jumps the local istiod's clock to it;
 #: --jwks-refresh-interval / --jwks-retry-interval
 LOCAL_REFRESH_INTERVAL = 1.0
-LOCAL_RETRY_INTERVAL = 0.05
+LOCAL_RETRY_INTERVAL = 0.25
 EXTERNAL_JWKS_CA_SECRET = "external-jwks-ca"  # meshjwt.kube.workloads creates it on real clusters
 
 
@@ -197,9 +197,11 @@ class LocalMesh(Mesh):
                                           path_normalization=self.settings.path_normalization or "BASE",
                                           space_delimited_claims=self.istiod.space_delimited_claims)  # fmt: skip
         retry, refresh = options.jwks_retry_interval, options.jwks_refresh_interval
+        # istiod's clock, scaled: its 1 s retry interval is ``retry`` here, its 1 min and 60 min failure intervals
+        # as many times ``retry``; the retries' shared deadline is the rule's timeout, unscaled (the case's own)
         self.resolver = self.control_plane.resolver = self.mutation.resolver(JwksResolver(
-            self.control_plane.fetch, refresh_interval=refresh,
-            retry_delays=(retry,) * 7 + tuple(retry * 60 * 2**i for i in range(7)),
+            self.control_plane.fetch, refresh_interval=refresh, retry_interval=retry,
+            failure_interval=retry * ISTIOD_FAILURE_INTERVAL, failure_interval_max=retry * ISTIOD_FAILURE_INTERVAL_MAX,
             accept_non_jwks=self.istiod.non_jwks_body == "inline", on_change=self._background_push,
         ))
         self.apply([])
@@ -338,6 +340,9 @@ class LocalMesh(Mesh):
     def jwks_server_up(self) -> None:
         self._nginx({})
 
+    def jwks_server_failing(self) -> None:
+        self._nginx({"status": 503, "body": "unavailable"})
+
     def slow_jwks_server(self, seconds: float) -> None:
         self._nginx({"delay": seconds})
 
@@ -355,6 +360,23 @@ class LocalMesh(Mesh):
         """The local istiod's clock is the model's: its next periodic refresh runs now (the same job, change
         detection and push as when the interval elapses), and this returns once it and its push are done."""
         self._await_refresh()
+
+    def await_jwks_retry_window(self) -> None:
+        """The local istiod's clock jumps past the shared deadline of its background retries (the rule's timeout):
+        the remaining ones fail at once, and this returns once the background job is over (the entry deleted if
+        it never got keys)."""
+        assert self.resolver, "start() first"
+        timeout = self.settings.timeouts.converge
+        if not self.resolver.await_retry_window(timeout):
+            raise EnvironmentProblem(f"the local istiod's background JWKS retries did not end within {timeout:g}s "
+                                     "(timeout 'converge')")  # fmt: skip
+
+    def unrelated_push(self) -> None:
+        """A push for a reason elsewhere in the mesh (istiod translates every proxy's config again, and fetches
+        the JWKS of any rule it has no cache entry for, on its main flow): the applied resources, pushed again."""
+        self._background_push()
+        if self.push_errors:
+            raise EnvironmentProblem(self.push_errors[-1])
 
     def _await_refresh(self) -> None:
         assert self.resolver, "start() first"
