@@ -149,6 +149,18 @@ class Mesh(abc.ABC):
         """Bring the in-cluster JWKS server back (healthy, serving its keys)."""
         self._cannot("bring its JWKS server up")
 
+    def jwks_server_failing(self) -> None:
+        """Make the in-cluster JWKS server answer 503 (its pods and endpoints stay)."""
+        self._cannot("make its JWKS server answer 503")
+
+    def await_jwks_retry_window(self) -> None:
+        """Return once istiod's background retries of a failed JWKS fetch are over (their shared deadline)."""
+        self._cannot("wait for the end of istiod's background JWKS retries")
+
+    def unrelated_push(self) -> None:
+        """Make istiod push for a change elsewhere in the mesh (not to the applied resources)."""
+        self._cannot("make istiod push for an unrelated change")
+
     def slow_jwks_server(self, seconds: float) -> None:
         """Make the in-cluster JWKS server wait ``seconds`` before each answer."""
         self._cannot("slow its JWKS server down")

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from meshjwt.errors import TargetCannot
+from meshjwt.jwks_compare import compare_jwks_response
 from meshjwt.kube import jwks_server
 from meshjwt.kube.jwks_server import Answer
 from meshjwt.kube.plans import istio_operator, refresh_seconds
@@ -90,9 +91,23 @@ def dump(providers: dict) -> str:
     return json.dumps({"configs": [{"dynamic_listeners": [{"active_state": {"listener": {"filters": [jwt]}}}]}]})
 
 
+def test_the_refresh_marker_changes_the_keys_array_as_istiod_compares_it():
+    """Issue 17: a marker outside ``keys`` is cached but never pushed by istiod (compareJWKSResponse), so the
+    rotation's wait could never end; the marker is one extra public key, and every wait compares sorted keys."""
+    marked = jwks_server.marked(KEYS, "m1")
+    keys = json.loads(marked)["keys"]
+    assert keys[:-1] == json.loads(KEYS)["keys"] and keys[-1]["kid"] == "meshjwt-refresh-m1" and "d" not in keys[-1]
+    assert compare_jwks_response(KEYS, marked) == (True, None)  # istiod pushes it
+    remarked = jwks_server.marked(marked, "m2")  # a second marker replaces the first
+    assert [k["kid"] for k in json.loads(remarked)["keys"]] == ["k1", "meshjwt-refresh-m2"]
+    outside = json.dumps({**json.loads(KEYS), "meshjwt_refresh": "m1"})  # the old marker: no push
+    assert compare_jwks_response(KEYS, outside) == (False, None) and jwks_server.same_jwks(KEYS, outside)
+    shuffled = json.dumps({"keys": list(reversed(json.loads(marked)["keys"]))})
+    assert jwks_server.same_jwks(marked, shuffled)  # key order: istiod sorts by kid
+
+
 def test_inline_jwks_of_the_issuers_providers_and_the_marker():
     marked = jwks_server.marked(KEYS, "m1")
-    assert json.loads(marked)["keys"] == json.loads(KEYS)["keys"] and marked != KEYS
     text = dump({"origins-0": {"issuer": "iss", "local_jwks": {"inline_string": marked}},
                  "origins-1": {"issuer": "other", "local_jwks": {"inline_string": KEYS}},
                  "origins-2": {"issuer": "iss", "remote_jwks": {"http_uri": {"uri": "http://x"}}}})  # fmt: skip

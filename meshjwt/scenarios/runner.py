@@ -11,7 +11,7 @@ from enum import Enum
 
 from meshjwt import features
 from meshjwt.converge import Outcome, Probe, converge_many
-from meshjwt.errors import ApplyRefused, EnvironmentProblem, SkipsCase, TargetCannot, UnsupportedField
+from meshjwt.errors import ApplyRefused, EnvironmentProblem, FailsCase, SkipsCase, TargetCannot, UnsupportedField
 from meshjwt.mesh import Mesh, MeshInfo, Request, Response
 from meshjwt.placeholders import substitute
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec
@@ -21,6 +21,11 @@ from meshjwt.tokens import TokenFactory, mask, scrub
 
 class Unsupported(SkipsCase):
     """The case needs something this target cannot do; reported as unsupported, never as failed."""
+
+
+class StepNotRun(FailsCase):
+    """A later step of a sequential scenario whose earlier step failed or errored: it would not test what it
+    claims (its state never came about), so it is not run; an error, never a pass."""
 
 
 class Verdict(str, Enum):
@@ -88,6 +93,7 @@ class ScenarioRunner:
     _ready: dict[str, CaseResult] = field(default_factory=dict)  # results converged with an earlier case
     _performed: set[str] = field(default_factory=set)  # cases whose actions were done (sequential scenarios)
     _broken_steps: dict[str, str] = field(default_factory=dict)  # scenario → the step that could not be done
+    _failed_steps: dict[str, str] = field(default_factory=dict)  # scenario → "not run: step <case> failed|errored"
     _jwks_touched: bool = False  # a lifecycle operation changed the JWKS server: restore it before the next apply
     #: a lifecycle operation may change the proxies' config by itself (istiod's background fetches) since the last
     #: apply or awaited refresh: answers may be stale, so convergence rules (not the confirmed config) decide
@@ -164,7 +170,8 @@ class ScenarioRunner:
                 if name == "rotateJwks":
                     self.mesh.rotate_jwks(self.tokens.rotated_jwks_json())
                 elif name == "jwksServer":
-                    self.mesh.jwks_server_up() if value == "up" else self.mesh.jwks_server_down()
+                    {"up": self.mesh.jwks_server_up, "down": self.mesh.jwks_server_down,
+                     "failing": self.mesh.jwks_server_failing}[str(value)]()
                 elif name == "slowJwks":
                     self.mesh.slow_jwks_server(float(value))  # type: ignore[arg-type]
                 elif name == "serveJwksBody":
@@ -173,6 +180,10 @@ class ScenarioRunner:
                     self.mesh.redirect_jwks()
                 elif name == "awaitJwksRefresh":
                     self.mesh.await_jwks_refresh()
+                elif name == "awaitJwksRetryWindow":
+                    self.mesh.await_jwks_retry_window()
+                elif name == "unrelatedPush":
+                    self.mesh.unrelated_push()
                 else:
                     raise EnvironmentProblem(f"unknown action {name!r}")
             except TargetCannot as exc:
@@ -277,6 +288,8 @@ class ScenarioRunner:
         if scenario.sequential:  # steps in time: earlier steps' operations first, then this one's, alone
             try:
                 for step in scenario.cases:
+                    if scenario.name in self._failed_steps:  # its state never came about: not run, never passed
+                        raise StepNotRun(self._failed_steps[scenario.name])
                     if scenario.name in self._broken_steps:  # later steps would not test what they claim
                         raise Unsupported(f"an earlier step could not be done: {self._broken_steps[scenario.name]}")
                     if step.id not in self._performed:
@@ -286,15 +299,20 @@ class ScenarioRunner:
                         except Unsupported as exc:
                             self._broken_steps[scenario.name] = f"{step.name}: {exc}"
                             raise
+                        except EnvironmentProblem:
+                            self._failed_steps[scenario.name] = f"not run: step {step.name} errored"
+                            raise
                     if step.id == case.id:
                         break
             except Unsupported as exc:
                 result.verdict, result.detail = Verdict.UNSUPPORTED, str(exc)
                 raise
-            except EnvironmentProblem as exc:
+            except (EnvironmentProblem, StepNotRun) as exc:
                 result.verdict, result.detail = Verdict.ERROR, str(exc)
                 raise
             self._converge([(result, request)])
+            if result.verdict != Verdict.PASSED:
+                self._failed_steps.setdefault(scenario.name, f"not run: step {case.name} failed")
             return result
         batch = [(result, request)]
         for other in self._planned.get(scenario.name, []):
