@@ -131,6 +131,12 @@ class TokenFactory:
             self._rotated = generate_key("RS256", kid=f"rotated-{secrets.token_hex(4)}")
         return self._rotated
 
+    def jwks_without_alg_json(self) -> str:
+        """The run's asymmetric public keys with no ``alg`` or ``use`` member (as Google and Azure AD publish)."""
+        keys = [{k: v for k, v in key.jwk.items() if k not in ("alg", "use")}
+                for key in self.keys.keys.values() if key.jwk.get("kty") != "oct"]  # fmt: skip
+        return json.dumps({"keys": keys}, separators=(",", ":"))
+
     def rotated_jwks_json(self) -> str:
         """The run's JWKS with :attr:`rotated` added (old keys still published, as in a graceful rotation)."""
         jwks = self.keys.jwks()

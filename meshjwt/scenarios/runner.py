@@ -107,7 +107,8 @@ class ScenarioRunner:
     _attacker_url: str | None = None
 
     def variables(self) -> dict[str, str]:
-        return {"ISSUER": self.tokens.issuer, **self.mesh.variables()}
+        return {"ISSUER": self.tokens.issuer, "JWKS_WITHOUT_ALG": self.tokens.jwks_without_alg_json(),
+                **self.mesh.variables()}
 
     def ensure(self, scenario: Scenario) -> None:
         """Apply ``scenario``'s resources unless they are the current ones."""
