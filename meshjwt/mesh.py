@@ -121,6 +121,14 @@ class Mesh(abc.ABC):
         """Write diagnostics for a failed case into ``directory``; return the files written."""
         return []
 
+    def serve_attacker_x5u(self, pem: str) -> str:
+        """Serve an attacker's X.509 certificate chain (PEM) for ``x5u`` attacks; return its URL (or TargetCannot)."""
+        self._cannot("serve an attacker's certificate chain")
+
+    def attacker_requests(self) -> int:
+        """How many requests the attacker's server (jku/x5u URLs) got so far; TargetCannot if it cannot tell."""
+        self._cannot("count the requests its attacker's server got")
+
     def serve_attacker_jwks(self, jwks_json: str) -> str:
         """Serve an attacker's JWKS for the rest of the run (``jku``/``x5u`` attacks); return its URL.
 

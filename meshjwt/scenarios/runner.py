@@ -76,6 +76,11 @@ class CaseResult:
         return self.accepted is not None and self.case.token.is_attack
 
 
+def names_attacker_url(case: Case) -> bool:
+    """Whether a token of ``case`` names the attacker's URL (a jku/x5u header the run serves)."""
+    return any("${ATTACKER_" in json.dumps(dict(t.jose)) for t in (case.token, *case.extra_tokens))
+
+
 @dataclass
 class ScenarioRunner:
     """Keeps one scenario applied at a time (cases run scenario by scenario) and runs cases."""
@@ -105,6 +110,7 @@ class ScenarioRunner:
         for scenario, case in pairs:
             self._planned.setdefault(scenario.name, []).append(case)
     _attacker_url: str | None = None
+    _x5u_url: str | None = None
 
     def variables(self) -> dict[str, str]:
         return {"ISSUER": self.tokens.issuer, "JWKS_WITHOUT_ALG": self.tokens.jwks_without_alg_json(),
@@ -227,6 +233,8 @@ class ScenarioRunner:
             return None
         if "${ATTACKER_JWKS_URL}" in json.dumps(dict(spec.jose)):
             variables = {**variables, "ATTACKER_JWKS_URL": self.attacker_jwks_url()}
+        if "${ATTACKER_X5U_URL}" in json.dumps(dict(spec.jose)):
+            variables = {**variables, "ATTACKER_X5U_URL": self.attacker_x5u_url()}
         if spec.kind == "istio-fake-jwks" and self.tokens.fake_jwks_key is None:
             try:
                 self.tokens.fake_jwks_key = self.mesh.fake_jwks_signing_key()
@@ -235,6 +243,15 @@ class ScenarioRunner:
         claims = substitute(dict(spec.claims), variables, where=where)
         jose = substitute(dict(spec.jose), variables, where=where)
         return self.tokens.mint(spec.kind, spec.alg, claims, jose=jose or None)
+
+    def attacker_x5u_url(self) -> str:
+        """Where the target serves the attacker's certificate chain (asked once); unsupported if it can't."""
+        if self._x5u_url is None:
+            try:
+                self._x5u_url = self.mesh.serve_attacker_x5u(self.tokens.attacker_x5u_pem())
+            except TargetCannot as exc:
+                raise Unsupported(str(exc)) from None
+        return self._x5u_url
 
     def attacker_jwks_url(self) -> str:
         """Where the target serves the attacker's JWKS during this run (asked once); unsupported if it can't."""
@@ -315,8 +332,13 @@ class ScenarioRunner:
             if result.verdict != Verdict.PASSED:
                 self._failed_steps.setdefault(scenario.name, f"not run: step {case.name} failed")
             return result
+        if names_attacker_url(case):  # alone: the attacker's server counts this case's requests only
+            self._converge_watching_attacker(result, request)
+            return result
         batch = [(result, request)]
         for other in self._planned.get(scenario.name, []):
+            if names_attacker_url(other):
+                continue
             if other.id != case.id and other.id not in self._ready and not self._ran(other):
                 prepared = self._prepare(scenario, other)
                 if prepared[0].verdict != Verdict.UNSUPPORTED:
@@ -325,6 +347,22 @@ class ScenarioRunner:
         for other, _ in batch[1:]:
             self._ready[other.case.id] = other
         return result
+
+    def _converge_watching_attacker(self, result: CaseResult, request: Request) -> None:
+        """Converge a case whose token names the attacker's URL (jku/x5u); if the attacker's server got a request
+        meanwhile, the mesh fetched a URL a token named: the case fails, even if the token was refused."""
+        try:
+            before = self.mesh.attacker_requests()
+        except TargetCannot as exc:
+            result.verdict, result.detail = Verdict.UNSUPPORTED, f"{exc}: whether the mesh fetched the URL is unknown"
+            raise Unsupported(result.detail) from None
+        self._converge([(result, request)])
+        fetched = self.mesh.attacker_requests() - before
+        if fetched:
+            result.verdict = Verdict.FAILED
+            result.detail = scrub(f"URL FETCHED: the mesh sent {fetched} request(s) to the attacker's server named in "
+                                  f"the token ({result.case.id}; answer {result.observed}); "
+                                  f"request: {result.request}")  # fmt: skip
 
     def _ran(self, case: Case) -> bool:
         return any(r.case.id == case.id for r in self.results)

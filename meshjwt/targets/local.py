@@ -38,7 +38,8 @@ from meshjwt.samples import EXTERNAL_JWKS_HOST, EXTERNAL_JWKS_PATH, NGINX_JWKS_P
 from meshjwt.settings import Settings, TargetOptions, option
 from meshjwt.tokens import scrub
 
-ATTACKER_JWKS_PATH = "/attacker/jwks.json"  # served by the external JWKS host once a jku/x5u case asks
+ATTACKER_JWKS_PATH = "/attacker/jwks.json"  # served by the external JWKS host once a jku case asks
+ATTACKER_X5U_PATH = "/attacker/chain.pem"  # the attacker's certificate chain, for x5u
 #: the local istiod's JWKS refresh interval and retry delay (istiod: 20 min, 1 s): short, so that its refresh runs
 #: by itself within a run; a lifecycle case that awaits the next refresh jumps the local istiod's clock to it;
 #: --jwks-refresh-interval / --jwks-retry-interval
@@ -170,11 +171,15 @@ class LocalMesh(Mesh):
         (self.workdir / "nginx-control.json").write_text("{}")
         attacker_file = self.workdir / "attacker-jwks.json"
         attacker_file.write_text('{"keys":[]}')
+        attacker_chain = self.workdir / "attacker-chain.pem"
+        attacker_chain.write_text("")
         certs = pki.write_ca_and_server_cert(self.workdir / "pki", [EXTERNAL_JWKS_HOST])
         spec = {"jwks_servers": {
             "nginx-proxy": {"routes": {NGINX_JWKS_PATH: str(nginx_jwks)},
                             "control": str(self.workdir / "nginx-control.json")},
-            "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file), ATTACKER_JWKS_PATH: str(attacker_file)}},
+            "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file), ATTACKER_JWKS_PATH: str(attacker_file),
+                                         ATTACKER_X5U_PATH: str(attacker_chain)},
+                              "counted": [ATTACKER_JWKS_PATH, ATTACKER_X5U_PATH]},
             "external-https": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file)},
                                "tls": {"cert": str(certs.cert), "key": str(certs.key)}},
         }}  # fmt: skip
@@ -395,18 +400,34 @@ class LocalMesh(Mesh):
     # --- extras: attacker JWKS, path normalization, more upstreams (security qualification) -----------
     def serve_attacker_jwks(self, jwks_json: str) -> str:
         """Serve ``jwks_json`` on the external JWKS host (really, over HTTP) and return its URL."""
+        return self._serve_attacker("attacker-jwks.json", ATTACKER_JWKS_PATH, jwks_json)
+
+    def serve_attacker_x5u(self, pem: str) -> str:
+        """Serve the certificate chain ``pem`` on the external JWKS host and return its URL."""
+        return self._serve_attacker("attacker-chain.pem", ATTACKER_X5U_PATH, pem)
+
+    def _serve_attacker(self, name: str, path: str, text: str) -> str:
         assert self.workdir, "start() first"
-        (self.workdir / "attacker-jwks.json").write_text(jwks_json)
+        (self.workdir / name).write_text(text)
         port, timeout = self.ports["external-http"], self.settings.timeouts.request
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         try:
-            conn.request("GET", ATTACKER_JWKS_PATH)
+            conn.request("GET", path)
             served = conn.getresponse().read().decode()
         finally:
             conn.close()
-        if served != jwks_json:
-            raise EnvironmentProblem(f"the external JWKS host did not serve the attacker JWKS at {ATTACKER_JWKS_PATH}")
-        return f"http://{EXTERNAL_JWKS_HOST}{ATTACKER_JWKS_PATH}"
+        if served != text:
+            raise EnvironmentProblem(f"the external JWKS host did not serve the attacker's file at {path}")
+        return f"http://{EXTERNAL_JWKS_HOST}{path}"
+
+    def attacker_requests(self) -> int:
+        """Requests the attacker's server got so far (the suite's own check of what it serves included)."""
+        assert self.workdir, "start() first"
+        total = 0
+        for name in ("attacker-jwks.json.hits", "attacker-chain.pem.hits"):
+            with contextlib.suppress(FileNotFoundError):
+                total += len((self.workdir / name).read_text().splitlines())
+        return total
 
     @property
     def path_normalization(self) -> str:
