@@ -121,6 +121,10 @@ class Mesh(abc.ABC):
         """Write diagnostics for a failed case into ``directory``; return the files written."""
         return []
 
+    def evidence(self, scenario: Any, case: Any) -> tuple[str, str] | None:
+        """What a case's verdict rests on if not on real components: ("model", why), or None (real answers)."""
+        return None
+
     def serve_attacker_x5u(self, pem: str) -> str:
         """Serve an attacker's X.509 certificate chain (PEM) for ``x5u`` attacks; return its URL (or TargetCannot)."""
         self._cannot("serve an attacker's certificate chain")

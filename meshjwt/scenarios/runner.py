@@ -50,6 +50,9 @@ class CaseResult:
     missing_features: Mapping[str, str] = field(default_factory=dict)  # feature → why this mesh lacks it
     verdict: Verdict = Verdict.PENDING
     detail: str = ""
+    #: what the verdict rests on when it is not a real component's answer: ("model", why) on the local target
+    #: where a version table decides (the leaked FakeJwks per version, the validation webhook)
+    evidence: tuple[str, str] | None = None
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -273,7 +276,8 @@ class ScenarioRunner:
             result = CaseResult(case=case, scenario=scenario, request="(not sent)", expected=expected,
                                 verdict=Verdict.UNSUPPORTED, detail=str(exc))  # fmt: skip
             return result, Request()
-        result = CaseResult(case=case, scenario=scenario, request=shown, expected=expected)
+        result = CaseResult(case=case, scenario=scenario, request=shown, expected=expected,
+                            evidence=self.mesh.evidence(scenario, case))  # fmt: skip
         missing = features.unsupported(result.features, info.flavor, info.version,
                                        self.settings.supported_features, self.settings.exempt_features)  # fmt: skip
         if missing:

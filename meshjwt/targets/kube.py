@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from meshjwt.errors import ApplyRefused, EnvironmentProblem, TargetCannot
-from meshjwt.kube import jwks_server, readiness, workloads
+from meshjwt.kube import istio_source, jwks_server, readiness, workloads
 from meshjwt.kube.curl import CurlResult, Transfer, batch_config, parse_batch
 from meshjwt.kube.kubectl import Kubectl, ResourceRef, first_line
 from meshjwt.kube.plans import RUN_LABEL, exec_args
@@ -405,6 +405,11 @@ class KubeMesh(Mesh):
         """Scale nginx-proxy back to 1 and wait until it is ready (timeout 'jwks_server')."""
         if self._jwks_down_since is not None:
             self._scale_jwks_server(1)
+
+    def fake_jwks_signing_key(self) -> Any:
+        """Istio's own leaked FakeJwks key, read from Istio's source at a pinned commit (sha256-checked, cached,
+        never shipped); TargetCannot offline or without a verified pin (meshjwt.kube.istio_source)."""
+        return istio_source.leaked_fake_jwks_key(timeout=self.settings.timeouts.apply)
 
     def jwks_server_failing(self) -> None:
         """Make nginx-proxy answer 503 (a rollout; the Service keeps endpoints, so istiod makes no full push)."""

@@ -391,6 +391,17 @@ class LocalMesh(Mesh):
             raise EnvironmentProblem(f"the local istiod did not refresh its JWKS within {timeout:g}s "
                                      f"(timeout 'converge'; refresh interval {interval:g}s)")  # fmt: skip
 
+    def evidence(self, scenario: Any, case: Any) -> tuple[str, str] | None:
+        """``model`` where this target's version table, not a real component, decides the verdict: a token
+        signed with the FakeJwks stand-in (whether a version inlines a leaked set is a table, and the key is a
+        per-run stand-in for Istio's), and an apply Istio's validation webhook must refuse (modelled here)."""
+        if any(t.kind == "istio-fake-jwks" for t in (case.token, *case.extra_tokens)):
+            return ("model", f"the local istiod's version table says Istio {self.istiod.shown} inlines a "
+                             f"{self.istiod.substitute} substitute key set; the leaked key is a per-run stand-in")
+        if scenario.expect_apply or "Validation.Webhook" in scenario.features:
+            return "model", "the local target's model of Istio's validation webhook (validateJwtRule), no webhook"
+        return None
+
     def fake_jwks_signing_key(self) -> SigningKey:
         """The run's stand-in for Istio's leaked FakeJwks pair (inlined as the substitute on affected versions)."""
         if self.fake_jwks is None:
