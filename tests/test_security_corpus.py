@@ -4,14 +4,15 @@ import re
 
 import pytest
 
+from meshjwt.mesh import Response
 from meshjwt.report.writers import to_html
 from meshjwt.security import corpus
-from meshjwt.mesh import Response
 from meshjwt.security.probe import MODES, Bypass, Combination, closed_by, explained, normalization_control
 from meshjwt.security.pytest_plugin import parse_modes, summary_lines
 from meshjwt.security.report import build, known_facts
 
-LINE = re.compile(r"^probe (NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES) \S+ \S+: \d+ requests, \d+ bypasses(; controls: [^;]+)?$")
+LINE = re.compile(r"^probe (NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES) \S+ \S+: \d+ requests, \d+ bypasses"
+                  r"(; controls: [^;]+)?$")
 
 
 def test_corpus_is_deterministic_sendable_and_large():

@@ -183,11 +183,13 @@ def test_a_mesh_that_fetches_the_jku_url_fails_the_case_even_if_it_refuses(mesh,
         served = runner._attacker_url if name.startswith("jku") else runner._x5u_url
 
         class Fetching:  # the same mesh, but it follows the URL a token names before answering
+            target = served.split("jwks.meshjwt.test", 1)[1]
+
             def __getattr__(self, item):
                 return getattr(mesh, item)
 
             def request_many(self, requests):
-                target = served.split("jwks.meshjwt.test", 1)[1]
+                target = self.target
                 conn = http.client.HTTPConnection("127.0.0.1", mesh.ports["external-http"], timeout=5)
                 conn.request("GET", target)
                 conn.getresponse().read()
