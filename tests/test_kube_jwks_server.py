@@ -215,3 +215,64 @@ def test_a_refused_update_is_not_running_but_is_delivered():
     ]}]})  # fmt: skip
     assert config_probe.running(text) == config_probe.Fingerprint.NONE  # what the proxy enforces
     assert config_probe.refused(text).providers == {("iss", ())}  # what istiod sent and the proxy refused
+
+
+class Recorder:
+    """The kube target's kubectl, recording what it would apply, delete and run (no cluster)."""
+
+    def __init__(self) -> None:
+        self.applied: list[dict] = []
+        self.deleted: list[str] = []
+        self.ran: list[list[str]] = []
+
+    def apply(self, docs, *, timeout: float = 0) -> None:
+        self.applied.extend(docs)
+
+    def delete(self, ref, *, timeout: float = 0, wait: bool = False) -> None:
+        self.deleted.append(ref.name)
+
+    def run(self, args, *, timeout: float = 0, check: bool = True):
+        self.ran.append(list(args))
+
+
+def test_a_failing_server_answers_503_keeps_its_pod_and_comes_back_up():
+    """Issue 17: the late server after the window must not bring endpoints (a full push would heal it)."""
+    mesh = kube_mesh(15.0)
+    mesh.data = Recorder()
+    mesh._await_jwks_server = lambda: None
+    mesh.jwks_server_failing()
+    conf = next(d for d in mesh.data.applied if d["metadata"]["name"] == jwks_server.CONF_CONFIGMAP)
+    assert "return 503 'unavailable';" in conf["data"]["default.conf"]
+    assert nginx.control(conf["data"]["default.conf"], 10) == {"status": 503, "body": "unavailable"}
+    assert not any("replicas" in " ".join(args) for args in mesh.data.ran)  # no scaling: endpoints stay
+    mesh.jwks_server_up()  # was a no-op for a failing server: the late-window case then tested nothing
+    assert mesh._served == (Answer(), KEYS)
+
+
+def test_an_unrelated_push_is_a_serviceentry_created_and_deleted():
+    mesh = kube_mesh(15.0)
+    mesh.data = Recorder()
+    mesh.unrelated_push()
+    [entry] = mesh.data.applied
+    assert entry["kind"] == "ServiceEntry" and mesh.data.deleted == [entry["metadata"]["name"]]
+    assert entry["spec"]["hosts"][0].endswith(".meshjwt.invalid")
+
+
+def test_the_retry_window_wait_and_the_refresh_after_a_given_up_entry(monkeypatch):
+    mesh = kube_mesh(15.0)
+    mesh.data = Recorder()
+    mesh._await_jwks_server = lambda: None
+    waits: list[float] = []
+
+    def wait_for(check, *, timeout, what, interval=0.0):
+        waits.append(round(float(check()[1].split("within ")[1].rstrip("s")), 0))
+
+    monkeypatch.setattr("meshjwt.targets.kube.readiness.wait_for", wait_for)
+    mesh._applied = []
+    mesh.jwks_server_failing()
+    mesh._applied_at = __import__("time").monotonic()
+    mesh.await_jwks_retry_window()  # the rule's timeout (5 s default) + margin, from the apply
+    assert waits[-1] == 10 and mesh._entry_dropped_at is not None
+    mesh.jwks_server_up()
+    mesh.await_jwks_refresh()  # the failed background job set istiod's ticker to 1 min: wait that, not 15 s
+    assert waits[-1] >= 69

@@ -402,7 +402,10 @@ class KubeMesh(Mesh):
             self._scale_jwks_server(0)
 
     def jwks_server_up(self) -> None:
-        """Scale nginx-proxy back to 1 and wait until it is ready (timeout 'jwks_server')."""
+        """Bring nginx-proxy back: answering its keys again if it was failing (a rollout), scaled back to 1 if it
+        was down; wait until it is ready (timeout 'jwks_server')."""
+        if self._served[0].status >= 400:
+            self._serve(jwks_server.Answer(), self._served[1])
         if self._jwks_down_since is not None:
             self._scale_jwks_server(1)
 
