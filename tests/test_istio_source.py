@@ -4,30 +4,31 @@ cached, never shipped); offline it is unsupported with one line. The download is
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from meshjwt.errors import EnvironmentProblem, TargetCannot
 from meshjwt.kube import istio_source
 from meshjwt.kube.istio_source import SourcePin
 
 
-def go_source(pem: str) -> bytes:
-    """A Go file holding the key as a string literal with \\n escapes, like a source file would."""
-    return ('package model\n\nconst fakeKey = "' + pem.strip().replace("\n", "\\n") + '"\n').encode()
+def go_source(key: rsa.RSAPrivateKey) -> bytes:
+    """A Go file holding the key as jwks_resolver.go held FakeJwks: a raw string constant of a private JWKS."""
+    jwk = RSAAlgorithm.to_jwk(key, as_dict=True)
+    jwks = json.dumps({"keys": [jwk]}, indent=2)
+    return f"package model\n\n// nolint: lll\nconst FakeJwks = `{jwks}`\n\nfunc other() {{}}\n".encode()
 
 
 @pytest.fixture
 def served(tmp_path, monkeypatch):
     monkeypatch.setenv("MESHJWT_CACHE", str(tmp_path / "cache"))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption()).decode()  # fmt: skip
-    body = go_source(pem)
+    body = go_source(key)
     hits: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -74,3 +75,14 @@ def test_offline_is_unsupported_in_one_line(tmp_path, monkeypatch) -> None:
         istio_source.leaked_fake_jwks_key(pin, timeout=2)
     with pytest.raises(TargetCannot, match="no verified pin"):
         istio_source.leaked_fake_jwks_key(None)
+
+
+def test_the_pin_names_the_last_istio_source_that_held_fake_jwks() -> None:
+    pin = istio_source.FAKE_JWKS_PIN
+    assert pin is not None and pin.path == "pilot/pkg/model/jwks_resolver.go" and len(pin.sha256) == 64
+    assert pin.url.startswith("https://raw.githubusercontent.com/istio/istio/41e6f106681fe63b064d8a755f86b696f71c7fbd/")
+
+
+def test_a_source_without_const_fake_jwks_is_one_line() -> None:
+    with pytest.raises(EnvironmentProblem, match="expected one private RSA key in const FakeJwks"):
+        istio_source.private_jwk(b"package model\n")

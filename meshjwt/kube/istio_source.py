@@ -10,6 +10,7 @@ Offline, or without a pin, the case is unsupported with a one-line reason (Targe
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import urllib.error
 import urllib.request
@@ -19,7 +20,8 @@ from pathlib import Path
 from meshjwt.errors import EnvironmentProblem, TargetCannot
 from meshjwt.kube.binaries import cache_dir
 
-PEM = re.compile(r"-----BEGIN (?:RSA )?PRIVATE KEY-----[A-Za-z0-9+/=\s\\n]+?-----END (?:RSA )?PRIVATE KEY-----")
+#: ``const FakeJwks = `{"keys": [{... "d": ..., "p": ..., "q": ...}]}``` in pilot/pkg/model/jwks_resolver.go
+FAKE_JWKS_CONST = re.compile(r"const FakeJwks = `(\{.*?\})`", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,14 @@ class SourcePin:
         return f"{self.base_url}/{self.repo}/{self.commit}/{self.path}"
 
 
-#: where Istio's source holds the FakeJwks private key. Not pinned yet: this build was made offline and could not
-#: read the file to verify a commit and its sha256 (a pin must be checked against the real bytes, never guessed).
-#: Set it (repo, commit, path, sha256) once verified; until then the kind/cluster leak case is unsupported.
-FAKE_JWKS_PIN: SourcePin | None = None
+#: where Istio's source holds the FakeJwks private key: ``pilot/pkg/model/jwks_resolver.go`` at the parent of
+#: 2b251c0656d ("security fixes from 1.29.1", which removed it; ``use static fake JWKS`` d046a5d31ed added it).
+#: Commit and sha256 verified against the blob in Istio's git history (``git show 41e6f10…:pilot/pkg/model/
+#: jwks_resolver.go | sha256sum``), the bytes raw.githubusercontent.com serves for that commit and path.
+FAKE_JWKS_PIN: SourcePin | None = SourcePin(
+    repo="istio/istio", commit="41e6f106681fe63b064d8a755f86b696f71c7fbd", path="pilot/pkg/model/jwks_resolver.go",
+    sha256="e21e9a1a7b03c6fb80cc5471098a4bccfb5db0f8aeec7ca62db392e9db99f2cf",
+)
 NO_PIN = ("no verified pin of the Istio source file holding the FakeJwks private key (meshjwt/kube/istio_source.py "
           "FAKE_JWKS_PIN): the leaked key cannot be read, so this case cannot sign with it")
 
@@ -67,26 +73,26 @@ def fetch(pin: SourcePin, timeout: float = 30.0) -> bytes:
     return body
 
 
-def private_key_pem(source: bytes) -> str:
-    """The one PEM private key in a source file (a Go string literal's ``\\n`` escapes undone)."""
-    found = PEM.findall(source.decode(errors="replace"))
-    if len(found) != 1:
-        raise EnvironmentProblem(f"expected one PEM private key in the pinned Istio source, found {len(found)}")
-    return found[0].replace("\\n", "\n")
+def private_jwk(source: bytes) -> dict:
+    """The private RSA JWK of ``const FakeJwks`` (its one key, with ``d``, ``p``, ``q``) in the pinned source."""
+    found = FAKE_JWKS_CONST.findall(source.decode(errors="replace"))
+    keys = json.loads(found[0]).get("keys", []) if len(found) == 1 else []
+    if len(keys) != 1 or not {"n", "e", "d"} <= set(keys[0]):
+        raise EnvironmentProblem("expected one private RSA key in const FakeJwks of the pinned Istio source")
+    return keys[0]
 
 
 def leaked_fake_jwks_key(pin: SourcePin | None = FAKE_JWKS_PIN, timeout: float = 30.0) -> object:
     """Istio's leaked FakeJwks signing key, as a :class:`meshjwt.keys.SigningKey` (RS256, no kid, so that it
     is tried as FakeJwks's key is); TargetCannot when there is no pin or the machine is offline."""
-    from cryptography.hazmat.primitives import serialization
     from jwt.algorithms import RSAAlgorithm
 
     from meshjwt.keys import SigningKey
 
     if pin is None:
         raise TargetCannot(NO_PIN)
-    private = serialization.load_pem_private_key(private_key_pem(fetch(pin, timeout)).encode(), password=None)
-    jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)  # type: ignore[arg-type]
+    private = RSAAlgorithm.from_jwk(json.dumps(private_jwk(fetch(pin, timeout))))
+    jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)  # type: ignore[union-attr,arg-type]
     return SigningKey(alg="RS256", kid="", private=private, jwk=jwk)
 
 
