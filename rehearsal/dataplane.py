@@ -369,9 +369,18 @@ class DataPlane:
         self.changed()
 
     def _files_digest(self) -> str:
-        """What the served and trusted files hold now (a change re-translates, as a JWKS refresh would)."""
+        """What the trusted and externally served files hold now, and whether nginx-proxy has a pod. What
+        nginx-proxy serves is left out: a real istiod learns of it only by its JWKS refresh (the resolver's
+        push), while a JWKS Service's endpoints going from none to some is a full push (a re-translation, whose
+        main-flow fetch takes a jwksUri whose cache entry was deleted)."""
         digest = hashlib.sha256()
         for path in sorted((self.workdir / "files").iterdir()):
+            if path.name == "nginx-proxy-jwks.json":
+                continue
+            if path.name == "nginx-proxy-control.json":
+                down = bool(json.loads(path.read_text() or "{}").get("down"))
+                digest.update(f"nginx-proxy down: {down}".encode())
+                continue
             digest.update(path.name.encode() + path.read_bytes())
         return digest.hexdigest()
 

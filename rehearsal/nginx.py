@@ -130,8 +130,9 @@ def locations(text: str) -> dict[str, Location]:
 
 def control(text: str, jwks_size: int) -> dict[str, Any]:
     """The simulated JWKS server's control (``meshjwt.localmesh.workloads``) for nginx answering ``/get_jwks``
-    as ``text`` says: ``{}`` (the keys), ``{"body": …}``, ``{"redirect": True}`` (one 302 hop to the keys; the
-    Location differs from nginx's, the client's path does not) or ``{"delay": seconds}`` (a throttled body)."""
+    as ``text`` says: ``{}`` (the keys), ``{"body": …}``, ``{"status": 503, "body": …}`` (an error status),
+    ``{"redirect": True}`` (one 302 hop to the keys; the Location differs from nginx's, the client's path does
+    not) or ``{"delay": seconds}`` (a throttled body)."""
     found = locations(text)
     jwks = found.get(NGINX_JWKS_PATH)
     if jwks is None:
@@ -140,6 +141,8 @@ def control(text: str, jwks_size: int) -> dict[str, Any]:
         code, value = jwks.returns
         if code == 200:
             return {"body": value}
+        if code >= 400:
+            return {"status": code, "body": value}
         target = re.fullmatch(r"(/[\w/.-]*)\$is_args\$args", value)
         if code == 302 and target and (found.get(target.group(1)) or Location()).alias == JWKS_FILE:
             return {"redirect": True}

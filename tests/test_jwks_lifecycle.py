@@ -37,7 +37,7 @@ class Server:
 
 def test_cache_outlives_translations_and_refresh_keeps_last_keys_on_failure() -> None:
     server = Server(KEYS, None)
-    resolver = JwksResolver(server, refresh_interval=3600)
+    resolver = JwksResolver(server, refresh_interval=3600, retry_interval=0.001)
     assert resolver.get("iss", "http://x/jwks", 1.0) == (KEYS, None)
     assert resolver.get("iss", "http://x/jwks", 1.0) == (KEYS, None)
     assert server.calls == 1  # cached: a second translation does not fetch
@@ -59,7 +59,8 @@ def test_refresh_pushes_only_on_change() -> None:
 def test_failed_first_fetch_is_retried_in_the_background_and_pushes() -> None:
     pushed = threading.Event()
     server = Server(None, None, KEYS)
-    resolver = JwksResolver(server, refresh_interval=3600, retry_delays=(0.01,) * 7, on_change=pushed.set)
+    resolver = JwksResolver(server, refresh_interval=3600, retry_interval=0.01, on_change=pushed.set)
+    resolver.start()
     body, error = resolver.get("iss", "u", 1.0)
     assert body is None and error == "down"
     assert pushed.wait(5), "no background retry pushed"
@@ -70,7 +71,7 @@ def test_failed_first_fetch_is_retried_in_the_background_and_pushes() -> None:
 def test_non_jwks_body_per_version() -> None:
     inline = JwksResolver(Server("<html/>"), accept_non_jwks=True)
     assert inline.get("iss", "u", 1.0)[0] == "<html/>"
-    strict = JwksResolver(Server("<html/>"), accept_non_jwks=False, retry_delays=())
+    strict = JwksResolver(Server("<html/>"), accept_non_jwks=False)
     assert strict.get("iss", "u", 1.0) == (None, "u did not return a JWKS")
 
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from meshjwt.errors import TargetCannot
+from meshjwt.jwks_compare import compare_jwks_response
 from meshjwt.kube import jwks_server
 from meshjwt.kube.jwks_server import Answer
 from meshjwt.kube.plans import istio_operator, refresh_seconds
@@ -90,9 +91,23 @@ def dump(providers: dict) -> str:
     return json.dumps({"configs": [{"dynamic_listeners": [{"active_state": {"listener": {"filters": [jwt]}}}]}]})
 
 
+def test_the_refresh_marker_changes_the_keys_array_as_istiod_compares_it():
+    """Issue 17: a marker outside ``keys`` is cached but never pushed by istiod (compareJWKSResponse), so the
+    rotation's wait could never end; the marker is one extra public key, and every wait compares sorted keys."""
+    marked = jwks_server.marked(KEYS, "m1")
+    keys = json.loads(marked)["keys"]
+    assert keys[:-1] == json.loads(KEYS)["keys"] and keys[-1]["kid"] == "meshjwt-refresh-m1" and "d" not in keys[-1]
+    assert compare_jwks_response(KEYS, marked) == (True, None)  # istiod pushes it
+    remarked = jwks_server.marked(marked, "m2")  # a second marker replaces the first
+    assert [k["kid"] for k in json.loads(remarked)["keys"]] == ["k1", "meshjwt-refresh-m2"]
+    outside = json.dumps({**json.loads(KEYS), "meshjwt_refresh": "m1"})  # the old marker: no push
+    assert compare_jwks_response(KEYS, outside) == (False, None) and jwks_server.same_jwks(KEYS, outside)
+    shuffled = json.dumps({"keys": list(reversed(json.loads(marked)["keys"]))})
+    assert jwks_server.same_jwks(marked, shuffled)  # key order: istiod sorts by kid
+
+
 def test_inline_jwks_of_the_issuers_providers_and_the_marker():
     marked = jwks_server.marked(KEYS, "m1")
-    assert json.loads(marked)["keys"] == json.loads(KEYS)["keys"] and marked != KEYS
     text = dump({"origins-0": {"issuer": "iss", "local_jwks": {"inline_string": marked}},
                  "origins-1": {"issuer": "other", "local_jwks": {"inline_string": KEYS}},
                  "origins-2": {"issuer": "iss", "remote_jwks": {"http_uri": {"uri": "http://x"}}}})  # fmt: skip
@@ -200,3 +215,64 @@ def test_a_refused_update_is_not_running_but_is_delivered():
     ]}]})  # fmt: skip
     assert config_probe.running(text) == config_probe.Fingerprint.NONE  # what the proxy enforces
     assert config_probe.refused(text).providers == {("iss", ())}  # what istiod sent and the proxy refused
+
+
+class Recorder:
+    """The kube target's kubectl, recording what it would apply, delete and run (no cluster)."""
+
+    def __init__(self) -> None:
+        self.applied: list[dict] = []
+        self.deleted: list[str] = []
+        self.ran: list[list[str]] = []
+
+    def apply(self, docs, *, timeout: float = 0) -> None:
+        self.applied.extend(docs)
+
+    def delete(self, ref, *, timeout: float = 0, wait: bool = False) -> None:
+        self.deleted.append(ref.name)
+
+    def run(self, args, *, timeout: float = 0, check: bool = True):
+        self.ran.append(list(args))
+
+
+def test_a_failing_server_answers_503_keeps_its_pod_and_comes_back_up():
+    """Issue 17: the late server after the window must not bring endpoints (a full push would heal it)."""
+    mesh = kube_mesh(15.0)
+    mesh.data = Recorder()
+    mesh._await_jwks_server = lambda: None
+    mesh.jwks_server_failing()
+    conf = next(d for d in mesh.data.applied if d["metadata"]["name"] == jwks_server.CONF_CONFIGMAP)
+    assert "return 503 'unavailable';" in conf["data"]["default.conf"]
+    assert nginx.control(conf["data"]["default.conf"], 10) == {"status": 503, "body": "unavailable"}
+    assert not any("replicas" in " ".join(args) for args in mesh.data.ran)  # no scaling: endpoints stay
+    mesh.jwks_server_up()  # was a no-op for a failing server: the late-window case then tested nothing
+    assert mesh._served == (Answer(), KEYS)
+
+
+def test_an_unrelated_push_is_a_serviceentry_created_and_deleted():
+    mesh = kube_mesh(15.0)
+    mesh.data = Recorder()
+    mesh.unrelated_push()
+    [entry] = mesh.data.applied
+    assert entry["kind"] == "ServiceEntry" and mesh.data.deleted == [entry["metadata"]["name"]]
+    assert entry["spec"]["hosts"][0].endswith(".meshjwt.invalid")
+
+
+def test_the_retry_window_wait_and_the_refresh_after_a_given_up_entry(monkeypatch):
+    mesh = kube_mesh(15.0)
+    mesh.data = Recorder()
+    mesh._await_jwks_server = lambda: None
+    waits: list[float] = []
+
+    def wait_for(check, *, timeout, what, interval=0.0):
+        waits.append(round(float(check()[1].split("within ")[1].rstrip("s")), 0))
+
+    monkeypatch.setattr("meshjwt.targets.kube.readiness.wait_for", wait_for)
+    mesh._applied = []
+    mesh.jwks_server_failing()
+    mesh._applied_at = __import__("time").monotonic()
+    mesh.await_jwks_retry_window()  # the rule's timeout (5 s default) + margin, from the apply
+    assert waits[-1] == 10 and mesh._entry_dropped_at is not None
+    mesh.jwks_server_up()
+    mesh.await_jwks_refresh()  # the failed background job set istiod's ticker to 1 min: wait that, not 15 s
+    assert waits[-1] >= 69

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meshjwt.errors import EnvironmentProblem
+from meshjwt.errors import EnvironmentProblem, FailsCase
 from meshjwt.keys import KeySet
 from meshjwt.mesh import Mesh
 from meshjwt.scenarios.loader import BUILTIN_DIR, load_file
@@ -56,7 +56,7 @@ def run(mesh: Mesh, keys: KeySet, scenario: Scenario, *names: str) -> list[str]:
             verdicts.append(runner.run(scenario, case).verdict)
         except Unsupported:
             verdicts.append("unsupported")
-        except EnvironmentProblem as exc:
+        except FailsCase as exc:
             verdicts.append(f"error: {exc}")
     mesh.clear()
     mesh.restore_jwks_server()
@@ -104,3 +104,30 @@ def test_operations_a_target_lacks_make_cases_unsupported_never_passed(keys: Key
         assert run(mesh, keys, LIFECYCLE["jwks-lifecycle-rotation"]) == ["passed", *["unsupported"] * 3]
         assert run(mesh, keys, LIFECYCLE["jwks-lifecycle-outage-envoy"]) == ["unsupported", "unsupported"]
         assert run(mesh, keys, LIFECYCLE["jwks-lifecycle-leaked-fake-jwks"]) == ["unsupported", "passed"]
+
+
+class RotationNeverHappens(LocalMesh):
+    """A target whose rotation silently does nothing (the kind target's old marker: a wait that never ends or a
+    served set istiod never pushes)."""
+
+    def rotate_jwks(self, jwks_json: str) -> None:
+        return
+
+
+class RefreshErrors(LocalMesh):
+    def await_jwks_refresh(self) -> None:
+        raise EnvironmentProblem("istiod's JWKS refresh did not come (test)")
+
+
+def test_a_failed_step_leaves_the_later_steps_not_run(keys: KeySet) -> None:
+    """Issue 17: after a rotation that never happened, 'old-key-still-published' passed on its own."""
+    for mesh in started(RotationNeverHappens(settings(), keys.jwks_json())):
+        verdicts = run(mesh, keys, LIFECYCLE["jwks-lifecycle-rotation"])
+        assert verdicts == ["passed", "passed", "failed", "error: not run: step new-key-after-refresh failed"]
+
+
+def test_an_errored_step_leaves_the_later_steps_not_run(keys: KeySet) -> None:
+    for mesh in started(RefreshErrors(settings(), keys.jwks_json())):
+        verdicts = run(mesh, keys, LIFECYCLE["jwks-lifecycle-outage-istiod"])
+        assert verdicts[0] == "passed" and verdicts[1].startswith("error: istiod's JWKS refresh did not come")
+        assert verdicts[2] == "error: not run: step keeps-last-keys errored"

@@ -4,13 +4,15 @@ import re
 
 import pytest
 
+from meshjwt.mesh import Response
 from meshjwt.report.writers import to_html
 from meshjwt.security import corpus
-from meshjwt.security.probe import MODES, Bypass, Combination, closed_by, explained
+from meshjwt.security.probe import MODES, Bypass, Combination, closed_by, explained, normalization_control
 from meshjwt.security.pytest_plugin import parse_modes, summary_lines
 from meshjwt.security.report import build, known_facts
 
-LINE = re.compile(r"^probe (NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES) \S+ \S+: \d+ requests, \d+ bypasses$")
+LINE = re.compile(r"^probe (NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES) \S+ \S+: \d+ requests, \d+ bypasses"
+                  r"(; controls: [^;]+)?$")
 
 
 def test_corpus_is_deterministic_sendable_and_large():
@@ -80,6 +82,9 @@ def test_known_facts_and_lines():
     assert known_facts([])[0]["reproduced"] is None
     lines = summary_lines(combos)
     assert lines[0] == "probe BASE nginx deny-paths: 600 requests, 2 bypasses"
+    combos[0].controls = ["secret served directly", "private path 403 RBAC", "dot segments normalized"]
+    assert summary_lines(combos)[0] == ("probe BASE nginx deny-paths: 600 requests, 2 bypasses; controls: secret "
+                                        "served directly, private path 403 RBAC, dot segments normalized")
     assert all(LINE.match(line) for line in lines)
 
 
@@ -104,3 +109,18 @@ def test_parse_modes():
     assert parse_modes("base, decode_and_merge_slashes") == ("BASE", "DECODE_AND_MERGE_SLASHES")
     with pytest.raises(pytest.UsageError, match="unknown mode FOO"):
         parse_modes("BASE,foo")
+
+
+@pytest.mark.parametrize(("policy", "status", "body", "mode", "shown"), [
+    ("deny-paths", 403, "RBAC: access denied", "BASE", "dot segments normalized"),
+    ("deny-paths", 200, "SECRET", "NONE", "dot segments kept"),
+    ("deny-paths", 403, "RBAC: access denied", "NONE", None),  # NONE claimed, yet the mesh normalizes
+    ("deny-paths", 403, "Forbidden", "BASE", None),  # a 403 that is not Envoy's RBAC denial
+    ("path-exclusion", 200, "public page", "MERGE_SLASHES", "dot segments normalized"),
+    ("path-exclusion", 403, "RBAC: access denied", "NONE", "dot segments kept"),
+    ("path-exclusion", 200, "public page", "NONE", None),
+])
+def test_the_normalization_control_makes_none_falsifiable(policy, status, body, mode, shown):
+    """Issue 17: NONE 'explained' every bypass whatever the mesh did; now the mode in force is checked first."""
+    said = normalization_control(Response(status, {}, body), mode, policy, "SECRET")
+    assert said == shown if shown else said.startswith("control failed")

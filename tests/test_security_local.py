@@ -117,8 +117,8 @@ def test_attacker_jwks_is_really_served(mesh, keys):
 
 
 def test_an_accepted_attack_fails_saying_so(mesh, keys):
-    [scenario] = load_file(BUILTIN_DIR / "06-token-attacks.yaml")
-    assert len(scenario.cases) >= 30
+    scenario, without_alg = load_file(BUILTIN_DIR / "06-token-attacks.yaml")
+    assert len(scenario.cases) >= 30 and without_alg.name == "token-attacks-jwks-without-alg"
     lenient = Scenario("lenient", "x", "test", (), (), ())  # no policy at all: every token passes
     case = Case("lenient", "forged", Request(), TokenSpec(kind="unsigned-with-signature", alg="none"),
                 Expectation(401), description="alg none with a signature")  # fmt: skip
@@ -167,3 +167,51 @@ def test_backends_and_their_workers_die_with_a_killed_run(tmp_path):
                        lambda r: r.body or None, Timeouts(converge=5, poll_interval=0.05, consecutive=1))  # fmt: skip
     assert outcome.passed, f"still running after the run was killed: {outcome.last.body}"
     assert not any(Path(d).exists() for d in directories)
+
+
+def test_a_mesh_that_fetches_the_jku_url_fails_the_case_even_if_it_refuses(mesh, keys):
+    """Issue 17: the attacker's server counts requests; before, a mesh that fetched jku but refused the token
+    passed."""
+    scenario = load_file(BUILTIN_DIR / "06-token-attacks.yaml")[0]
+    runner = ScenarioRunner(mesh, TokenFactory(keys), SETTINGS)
+    for name in ("jku-attacker-jwks", "x5u-attacker-chain"):
+        case = next(c for c in scenario.cases if c.name == name)
+        url = runner.mint(case.token, runner.variables(), case.id)  # serves the attacker's files
+        assert url
+        honest = runner.run(scenario, case)
+        assert honest.verdict == "passed", honest.detail
+        served = runner._attacker_url if name.startswith("jku") else runner._x5u_url
+
+        class Fetching:  # the same mesh, but it follows the URL a token names before answering
+            target = served.split("jwks.meshjwt.test", 1)[1]
+
+            def __getattr__(self, item):
+                return getattr(mesh, item)
+
+            def request_many(self, requests):
+                target = self.target
+                conn = http.client.HTTPConnection("127.0.0.1", mesh.ports["external-http"], timeout=5)
+                conn.request("GET", target)
+                conn.getresponse().read()
+                conn.close()
+                return mesh.request_many(requests)
+
+        runner.mesh = Fetching()
+        runner.results.clear()
+        fetched = runner.run(scenario, case)
+        runner.mesh = mesh
+        assert fetched.verdict == "failed" and fetched.detail.startswith("URL FETCHED: the mesh sent")
+        assert fetched.outcome is not None and fetched.outcome.last.status == 401  # refused, and still failed
+
+
+def test_the_x5u_chain_is_a_real_certificate_chain_for_the_attackers_key(keys):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    tokens = TokenFactory(keys)
+    leaf, ca = x509.load_pem_x509_certificates(tokens.attacker_x5u_pem().encode())
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert leaf.public_key().public_bytes(serialization.Encoding.DER, spki) == \
+        tokens.attacker.private.public_key().public_bytes(serialization.Encoding.DER, spki)
+    leaf.verify_directly_issued_by(ca)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca

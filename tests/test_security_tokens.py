@@ -121,3 +121,12 @@ def test_jose_header_only_for_attack_kinds(tokens):
     with pytest.raises(ValueError, match="takes no joseHeader"):
         tokens.mint("valid", jose={"kid": "x"})
     assert set(tokens.KINDS) >= tokens.JOSE_KINDS
+
+
+def test_the_jwks_without_alg_holds_only_asymmetric_keys_and_no_alg_or_use() -> None:
+    """Issue 17: every JWK the run published carried alg, so key confusion never reached the signature check."""
+    keys = KeySet(("RS256", "PS256", "ES256", "EdDSA", "HS256"))
+    published = json.loads(TokenFactory(keys).jwks_without_alg_json())["keys"]
+    assert {k["kty"] for k in published} == {"RSA", "EC", "OKP"}
+    assert all("alg" not in k and "use" not in k and "kid" in k for k in published)
+    assert all("alg" in k for k in keys.jwks()["keys"])  # the ordinary JWKS keeps them

@@ -16,14 +16,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meshjwt.jwks_compare import same_keys
+
 DEPLOYMENT = "nginx-proxy"
 CONF_CONFIGMAP = "nginx-proxy-conf"
 JWKS_CONFIGMAP = "nginx-proxy-jwks"
 JWKS_FILE = "/jwks/jwks.json"  # where the Deployment mounts ConfigMap nginx-proxy-jwks
 REDIRECT_TARGET = "/get_jwks_real"
-#: the field a marker JWKS carries beside the keys: Envoy's JWKS parser reads ``keys`` only, so a marked set
-#: verifies exactly as the unmarked one, yet a proxy's inline JWKS shows whether istiod fetched it
-MARKER_FIELD = "meshjwt_refresh"
+#: the kid prefix of a marker key: one extra public key that no token uses. istiod pushes a refreshed JWKS only if
+#: its ``keys`` array changed (``compareJWKSResponse``, istio/istio pilot/pkg/model/jwks_resolver.go), so a marker
+#: must change ``keys``; it verifies every run token as the unmarked set does
+MARKER_KID = "meshjwt-refresh-"
 SERVED_ANNOTATION = "meshjwt.io/jwks-served"  # on the pod template: the hash of what nginx-proxy serves
 
 
@@ -35,6 +38,7 @@ class Answer:
     body: str | None = None
     redirect: bool = False
     rate: int | None = None
+    status: int = 200  # with ``body``: another status (503: a failing server whose endpoints stay)
 
 
 def quote(text: str) -> str:
@@ -57,7 +61,7 @@ def conf(answer: Answer = Answer()) -> str:
     if answer.redirect:
         jwks = [f"return 302 {REDIRECT_TARGET}$is_args$args;"]
     elif answer.body is not None:
-        jwks = ["default_type text/html;", f"return 200 {quote(answer.body)};"]
+        jwks = ["default_type text/html;", f"return {int(answer.status)} {quote(answer.body)};"]
     elif answer.rate is not None:
         jwks = [*keys, f"if ($arg_lifecycle) {{ limit_rate {int(answer.rate)}; }}"]
     else:
@@ -79,8 +83,14 @@ def configmaps(namespace: str, answer: Answer, jwks_json: str) -> list[dict[str,
 
 
 def marked(jwks_json: str, marker: str) -> str:
-    """``jwks_json`` with a marker field beside its keys (same keys, a body istiod has not inlined yet)."""
-    return json.dumps({**json.loads(jwks_json), MARKER_FIELD: marker}, separators=(",", ":"))
+    """``jwks_json`` with one extra public key, kid ``meshjwt-refresh-<marker>`` (a fresh EC P-256 key whose
+    private half is dropped): a ``keys`` array istiod has not inlined yet, trusted for no token of the run."""
+    from meshjwt.keys import generate_key  # cryptography: only when a rotation needs it
+
+    doc = json.loads(jwks_json)
+    keys = [k for k in doc.get("keys", []) if not str(k.get("kid", "")).startswith(MARKER_KID)]
+    extra = {**generate_key("ES256", kid=f"{MARKER_KID}{marker}").jwk, "use": "sig", "alg": "ES256"}
+    return json.dumps({**doc, "keys": [*keys, extra]}, separators=(",", ":"))
 
 
 def replicas_patch(replicas: int) -> list[str]:
@@ -122,10 +132,7 @@ def inline_jwks(config_dump: str, issuers: set[str]) -> list[str | None]:
 
 
 def same_jwks(inlined: str | None, served: str) -> bool:
-    """Whether a proxy's inline JWKS is the served body (as JSON: istiod inlines the body as it came)."""
-    if inlined is None:
-        return False
-    try:
-        return bool(json.loads(inlined) == json.loads(served))
-    except ValueError:
-        return inlined == served
+    """Whether a proxy's inline JWKS has the served keys as istiod compares them (``compareJWKSResponse``:
+    the ``keys`` arrays sorted by kid; what lies outside ``keys`` never makes istiod push, so a wait must not
+    look at it)."""
+    return same_keys(inlined, served)

@@ -33,6 +33,7 @@ ISTIO_GROUPS = {
 PLAUSIBLE: dict[str, str] = {
     "ISSUER": "https://issuer.meshjwt.test",
     "JWKS": '{"keys": []}',
+    "JWKS_WITHOUT_ALG": '{"keys": []}',
     "NAMESPACE": "foo",
     "BOOKINFO_NAMESPACE": "default",
     "ROOT_NAMESPACE": "istio-system",

@@ -10,6 +10,8 @@ from meshjwt.errors import ConfigError
 KIND_VERSION = "v0.32.0"
 #: kubectl client; within the version skew policy of the newest node image.
 KUBECTL_VERSION = "v1.36.1"
+#: the oldest kubectl client the suite supports with ``--kubectl-path`` (kind, cluster): exec over WebSocket
+OLDEST_KUBECTL = "1.30"
 
 
 @dataclass(frozen=True)

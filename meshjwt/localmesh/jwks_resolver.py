@@ -1,21 +1,48 @@
-"""istiod's JWKS resolver (``pilot/pkg/model/jwks_resolver.go``), modelled: a cache keyed by (issuer, jwksUri)
-that outlives pushes, refreshed every ``refresh_interval``, a failed first fetch retried in the background on
-istiod's schedule, and a push by itself when a background fetch changed what it inlines."""
+"""istiod's JWKS resolver (istio/istio ``pilot/pkg/model/jwks_resolver.go`` at 86c9f01), modelled rule by rule;
+each rule names the function it comes from. Facts: ``../shared/reference/istio-jwt-semantics.md`` §7.
+
+- The cache is keyed by (issuer, jwksUri) and outlives pushes (``jwtKey``, ``keyEntries``).
+- Main flow (``GetPublicKey``, a push needs keys it has not cached): one GET, no retry
+  (``networkFetchRetryCountOnMainFlow = 0``), timeout the rule's. A failure stores an empty entry (the
+  substitute key set is inlined) and sends the key to the background job (``jwksuriChannel``).
+- Background job (``refresher`` on ``jwksuriChannel`` → ``refreshCache`` → ``refresh`` with
+  ``jwksUribackgroundChannel``): fetches only entries without keys, 7 retries 1 s apart
+  (``networkFetchRetryCountOnRefreshFlow``, ``JwtPubKeyRetryInterval``) that share one deadline, the rule's
+  timeout. Success pushes (the old "" is no JSON); failure deletes the empty entry, and nothing fetches it
+  again until the next push for any reason (its main flow).
+- Periodic refresh (``refresher`` ticker, ``PILOT_JWT_PUB_KEY_REFRESH_INTERVAL``): every entry, same retries. A
+  failure keeps the last keys (an empty entry is deleted). ``refreshCache``: a failed cycle sets the interval to
+  ``JwtPubKeyRefreshIntervalOnFailure`` (1 min), each further failed cycle doubles it up to
+  ``JwtPubKeyRefreshIntervalOnFailureResetThreshold`` (60 min), a good cycle resets it; every cycle (background
+  ones too) restarts the ticker.
+- Push decision: ``compareJWKSResponse`` (:mod:`meshjwt.jwks_compare`); the new body is cached either way.
+- Eviction (``refresh``): an entry unused, or not refreshed successfully, for ``JwtPubKeyEvictionDuration``
+  (7 days) is deleted.
+- Per version: master's ``validateJWKSFormat`` (main flow) treats a 2xx body that is no JWKS as a failed fetch;
+  released istiod inlines it (``accept_non_jwks``).
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from meshjwt.jwks_compare import compare_jwks_response
 from meshjwt.localmesh.jwks_fetch import FetchResult
 
-#: istiod's defaults: PILOT_JWT_PUB_KEY_REFRESH_INTERVAL, and the retries after a failed first fetch
-#: (7 × 1 s, then 1 min doubling up to 60 min)
+#: istiod's defaults (``features.PilotJwtPubKeyRefreshInterval``, ``JwtPubKeyRetryInterval``,
+#: ``JwtPubKeyRefreshIntervalOnFailure``, ``JwtPubKeyRefreshIntervalOnFailureResetThreshold``,
+#: ``JwtPubKeyEvictionDuration``, ``networkFetchRetryCountOnRefreshFlow``)
 ISTIOD_REFRESH_INTERVAL = 20 * 60.0
-ISTIOD_RETRY_DELAYS: tuple[float, ...] = (1.0,) * 7 + (60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 3600.0)
+ISTIOD_RETRY_INTERVAL = 1.0
+ISTIOD_FAILURE_INTERVAL = 60.0
+ISTIOD_FAILURE_INTERVAL_MAX = 60 * 60.0
+ISTIOD_EVICTION = 7 * 24 * 3600.0
+RETRIES_ON_REFRESH_FLOW = 7
+EMPTY_IN_CACHE = "empty public key found in cache"  # errEmptyPubKeyFoundInCache
 
 Fetcher = Callable[[str, str, float], FetchResult]  # (jwksUri, issuer, timeout) → the body or why not
 
@@ -30,75 +57,103 @@ def is_jwks(text: str) -> bool:
 
 @dataclass
 class Entry:
-    """One cached (issuer, jwksUri): the body istiod inlines (None: never fetched), and the last error."""
+    """One cached (issuer, jwksUri) (``jwtPubKeyEntry``): the body istiod inlines ("" after a failed fetch), the
+    rule's timeout, the last use and the last successful refresh (model clock), the last error."""
 
-    body: str | None
-    error: str | None = None
+    body: str
     timeout: float = 5.0
-    retries_left: int = 0
+    last_used: float = 0.0
+    last_refreshed: float = 0.0
+    error: str | None = None
 
 
 class JwksResolver:
-    """The cache and its background jobs. ``fetch`` does one GET (the world's DNS, istiod's namespace);
-    ``accept_non_jwks`` is released istiod's "any 2xx body is inlined"; ``on_change`` is the push."""
+    """The cache and its refresher. ``fetch`` does one GET (the world's DNS, istiod's namespace); ``on_change`` is
+    the push; ``clock`` is the model's clock for eviction (fetch deadlines and waits are real time)."""
 
     def __init__(self, fetch: Fetcher, *, refresh_interval: float = ISTIOD_REFRESH_INTERVAL,
-                 retry_delays: Sequence[float] = ISTIOD_RETRY_DELAYS, accept_non_jwks: bool = True,
-                 on_change: Callable[[], None] | None = None) -> None:  # fmt: skip
+                 retry_interval: float = ISTIOD_RETRY_INTERVAL, failure_interval: float = ISTIOD_FAILURE_INTERVAL,
+                 failure_interval_max: float = ISTIOD_FAILURE_INTERVAL_MAX, eviction: float = ISTIOD_EVICTION,
+                 accept_non_jwks: bool = True, on_change: Callable[[], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.fetch = fetch
-        self.refresh_interval = refresh_interval
-        self.retry_delays = tuple(retry_delays)
+        self.default_interval = refresh_interval  # refreshDefaultInterval
+        self.refresh_interval = refresh_interval  # the ticker's current interval (refreshCache changes it)
+        self.retry_interval = retry_interval
+        self.failure_interval = failure_interval
+        self.failure_interval_max = failure_interval_max
+        self.eviction = eviction
         self.accept_non_jwks = accept_non_jwks
         self.on_change = on_change
+        self.clock = clock
         self.entries: dict[tuple[str, str], Entry] = {}
-        self.refreshes = 0  # completed refresh cycles
-        self.started = 0  # started refresh cycles
+        self.refreshes = 0  # completed periodic cycles
+        self.started = 0  # started periodic cycles
+        self.pushes = 0  # pushes the refresher asked for
+        self.last_has_error = False  # refresher's lastHasError
+        self._pending = 0  # keys sent on jwksuriChannel, not yet taken by the refresher
+        self._background_running = False
+        self._due_now = False  # the next periodic cycle is due now (the model's clock jumps to it)
         self._lock = threading.Lock()
         self._cycle = threading.Condition()
         self._stop = threading.Event()
-        self._wake = threading.Event()  # the next refresh is due now (a model's clock may jump)
+        self._window_over = threading.Event()  # the retries' shared deadline has passed (the clock jumps past it)
         self._threads: list[threading.Thread] = []
 
-    # --- what a translation asks ------------------------------------------------------------
+    # --- the main flow: what a translation asks -------------------------------------------------
     def get(self, issuer: str, uri: str, timeout: float) -> tuple[str | None, str | None]:
-        """The body istiod inlines for (issuer, uri) and None, or None and why it has none (then istiod
-        inlines its substitute key set). A miss fetches now and, on failure, retries in the background."""
-        key = (issuer, uri)
+        """The body istiod inlines for (issuer, uri) and None, or None and why it has none (then istiod inlines
+        its substitute key set). ``GetPublicKey``: a cached entry is returned (an empty one as an error); a miss
+        is fetched once and, on failure, stored empty and sent to the background job."""
+        key, now = (issuer, uri), self.clock()
         with self._lock:
             entry = self.entries.get(key)
-        if entry is not None and entry.body is not None:
-            return entry.body, None
-        if entry is not None:  # a failed first fetch: the background retries own it
-            return None, entry.error
-        entry = Entry(None, timeout=timeout)
-        self._fetch_into(entry, uri, issuer)
+            if entry is not None:
+                entry.last_used = now
+        if entry is not None:
+            return (entry.body, None) if entry.body else (None, entry.error or EMPTY_IN_CACHE)
+        result = self._main_flow_fetch(uri, issuer, timeout)
+        entry = Entry(result.jwks or "", timeout, now, now, result.error)
         with self._lock:
             self.entries[key] = entry
-        if entry.body is None:
-            entry.retries_left = len(self.retry_delays)
-            self._spawn(self._retry, key)
-        return entry.body, entry.error
-
-    def _fetch_into(self, entry: Entry, uri: str, issuer: str) -> bool:
-        """Fetch into ``entry``; True if the inlined body changed. A failure keeps the last body."""
-        result = self.fetch(uri, issuer, entry.timeout)
-        if result.jwks is not None and not self.accept_non_jwks and not is_jwks(result.jwks):
-            result = FetchResult(None, f"{uri} did not return a JWKS")
         if result.jwks is None:
-            entry.error = result.error
-            return False
-        changed, entry.body, entry.error = entry.body != result.jwks, result.jwks, None
-        return changed
+            self._send_to_background()
+        return (entry.body, None) if entry.body else (None, entry.error or EMPTY_IN_CACHE)
 
-    # --- background jobs --------------------------------------------------------------------
+    def _main_flow_fetch(self, uri: str, issuer: str, timeout: float) -> FetchResult:
+        result = self._fetch_with_retry(uri, issuer, timeout, 0)  # networkFetchRetryCountOnMainFlow
+        if result.jwks is not None and not self.accept_non_jwks and not is_jwks(result.jwks):
+            return FetchResult(None, f"{uri} did not return a JWKS")  # master: validateJWKSFormat
+        return result
+
+    def _fetch_with_retry(self, uri: str, issuer: str, timeout: float, retries: int) -> FetchResult:
+        """``getRemoteContentWithRetry``: ``retries`` retries ``retry_interval`` apart after the first GET, all
+        under one deadline ``timeout`` from the start."""
+        deadline = time.monotonic() + timeout
+        result = FetchResult(None, f"GET {uri}: no attempt")
+        for attempt in range(retries + 1):
+            left = deadline - time.monotonic()
+            if left <= 0 or (attempt and self._window_over.is_set()):
+                return FetchResult(None, f"GET {uri}: deadline ({timeout:g}s) exceeded after {attempt} attempt(s); "
+                                         f"last: {result.error}")  # fmt: skip
+            result = self.fetch(uri, issuer, left)
+            if result.jwks is not None:
+                return result
+            if attempt < retries:
+                self._window_over.wait(min(self.retry_interval, max(deadline - time.monotonic(), 0)))
+                if self._stop.is_set():
+                    break
+        return result
+
+    # --- the refresher: one goroutine, a ticker and the background channel -----------------------
     def start(self) -> None:
-        """Start the refresher (every ``refresh_interval``)."""
+        """Start the refresher."""
         self._spawn(self._refresher)
 
     def stop(self) -> None:
-        """Stop the background jobs (they are daemon threads; this returns at once)."""
+        """Stop the refresher (a daemon thread; this returns at once)."""
         self._stop.set()
-        self._wake.set()
+        self._window_over.set()
         with self._cycle:
             self._cycle.notify_all()
 
@@ -107,67 +162,151 @@ class JwksResolver:
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
-    def _retry(self, key: tuple[str, str]) -> None:
-        for delay in self.retry_delays:
-            if self._stop.wait(delay):
-                return
-            with self._lock:
-                entry = self.entries.get(key)
-            if entry is None or entry.body is not None:
-                return
-            entry.retries_left -= 1
-            if self._fetch_into(entry, key[1], key[0]):
-                self._changed()
-                return
+    def _send_to_background(self) -> None:
+        with self._cycle:
+            self._pending += 1
+            self._cycle.notify_all()
 
     def _refresher(self) -> None:
         while True:
-            self._wake.wait(self.refresh_interval)
-            if self._stop.is_set():
-                return
-            self.refresh()
+            with self._cycle:
+                deadline = time.monotonic() + self.refresh_interval  # the ticker, reset after every cycle
+                while not (self._stop.is_set() or self._pending or self._due_now):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cycle.wait(left)
+                if self._stop.is_set():
+                    return
+                background = self._pending > 0
+                if background:
+                    self._pending -= 1
+                    self._background_running = True
+            if background:
+                try:
+                    self.refresh_cache(background=True)
+                finally:
+                    with self._cycle:
+                        self._background_running = False
+                        self._cycle.notify_all()
+            else:
+                self.refresh()
 
     def refresh(self) -> None:
-        """One refresh cycle: re-fetch every entry that has keys; push once if any inlined body changed."""
+        """One periodic cycle (the ticker's): re-fetch every entry, push once if any keys changed, adjust the
+        interval; ``await_refresh`` counts it."""
         with self._cycle:
-            self._wake.clear()  # this cycle is the one that was due
+            self._due_now = False  # this cycle is the one that was due
             self.started += 1
+        try:
+            self.refresh_cache(background=False)
+        finally:
+            with self._cycle:
+                self.refreshes += 1
+                self._cycle.notify_all()
+
+    def refresh_cache(self, *, background: bool) -> bool:
+        """``refreshCache``: one cycle, then the ticker's next interval; True if the cycle had errors."""
+        has_error = self._refresh_entries(background)
+        if has_error:
+            self.refresh_interval = (min(self.refresh_interval * 2, self.failure_interval_max)
+                                     if self.last_has_error else self.failure_interval)  # fmt: skip
+        else:
+            self.refresh_interval = self.default_interval
+        self.last_has_error = has_error
+        return has_error
+
+    def _refresh_entries(self, background: bool) -> bool:
+        """``refresh``: evict, re-fetch (in parallel, as goroutines), push once if any keys changed."""
+        now = self.clock()
         with self._lock:
-            items = [(key, entry) for key, entry in self.entries.items() if entry.body is not None]
-        results: list[bool] = []
+            items = list(self.entries.items())
+        changed: list[bool] = []
+        errors: list[bool] = []
+        workers = []
+        for key, entry in items:
+            if background and entry.body:  # the background job fetches only entries without keys
+                continue
+            if now - entry.last_used >= self.eviction or now - entry.last_refreshed >= self.eviction:
+                self._delete(key, entry)  # unused, or not refreshed successfully, for evictionDuration
+                continue
 
-        def one(issuer: str, uri: str, entry: Entry) -> None:
-            results.append(self._fetch_into(entry, uri, issuer))
+            def one(key: tuple[str, str] = key, entry: Entry = entry) -> None:
+                pushed, failed = self._refresh_entry(key, entry, now)
+                changed.append(pushed)
+                errors.append(failed)
 
-        # in parallel, as istiod's goroutines: one slow server does not hold up the others' refresh
-        workers = [threading.Thread(target=one, args=(issuer, uri, entry), daemon=True)
-                   for (issuer, uri), entry in items]  # fmt: skip
+            workers.append(threading.Thread(target=one, daemon=True))
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-        changed = any(results)
-        if changed:
+        if any(changed):
             self._changed()
-        with self._cycle:
-            self.refreshes += 1
-            self._cycle.notify_all()
+        return any(errors)
+
+    def _refresh_entry(self, key: tuple[str, str], entry: Entry, now: float) -> tuple[bool, bool]:
+        """One entry's refresh: (push, error). A failure keeps the last keys, or deletes an empty entry; a
+        success caches the new body whatever it is and lets ``compareJWKSResponse`` decide the push."""
+        old = entry.body
+        result = self._fetch_with_retry(key[1], key[0], entry.timeout, RETRIES_ON_REFRESH_FLOW)
+        if result.jwks is None:
+            entry.error = result.error
+            if not old:
+                self._delete(key, entry)
+            return False, True
+        entry.body, entry.last_refreshed, entry.error = result.jwks, now, None
+        push, error = compare_jwks_response(old, result.jwks)
+        if error:
+            entry.error = error
+        return push, error is not None
+
+    def _delete(self, key: tuple[str, str], entry: Entry) -> None:
+        with self._lock:
+            if self.entries.get(key) is entry:
+                del self.entries[key]
 
     def _changed(self) -> None:
+        self.pushes += 1
         if self.on_change and not self._stop.is_set():
             self.on_change()
 
+    # --- waits of the suite (the model's clock may jump) ---------------------------------------
     def await_refresh(self, timeout: float, *, now: bool = False) -> bool:
-        """Wait until the next refresh cycle (and its push) completed; False if none did within ``timeout``.
-        ``now``: the next cycle is due at once (the refresher's clock jumps to it, as a test clock would)."""
+        """Wait until the next periodic cycle (and its push) completed; False if none did within ``timeout``.
+        ``now``: the next cycle is due at once (the ticker's clock jumps to it, as a test clock would), and so is
+        the deadline of its retries: a fetch that fails is not retried (a failed cycle is over at once)."""
         deadline = time.monotonic() + timeout
         with self._cycle:
             target = self.started + 1  # a cycle that starts after this call (one under way may predate it)
             if now:
-                self._wake.set()
-            while self.refreshes < target:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._stop.is_set():
-                    return False
-                self._cycle.wait(left)
+                self._due_now = True
+                self._window_over.set()
+                self._cycle.notify_all()
+            try:
+                while self.refreshes < target:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._stop.is_set():
+                        return False
+                    self._cycle.wait(left)
+            finally:
+                if now and not self._stop.is_set():
+                    self._window_over.clear()
+        return True
+
+    def await_retry_window(self, timeout: float) -> bool:
+        """Let the background job's shared deadline pass (the clock jumps past it: its remaining retries fail at
+        once) and wait until no background cycle is pending or running; False if that took over ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cycle:
+            self._window_over.set()
+            try:
+                while self._pending or self._background_running:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._stop.is_set():
+                        return False
+                    self._cycle.wait(left)
+            finally:
+                if not self._stop.is_set():
+                    self._window_over.clear()
         return True

@@ -5,7 +5,8 @@ kernel-chosen port, then prints one JSON line ``{"ports": {name: port}}`` on std
 terminated. JWKS files are read on every request, so the run can rotate keys without a restart; a server's
 optional control file (read per request too) makes it misbehave: ``{"down": true}`` (the connection is closed
 unanswered), ``{"delay": seconds}``, ``{"body": text}`` (served with 200 instead of the keys),
-``{"redirect": true}`` (302 to the same path with ``redirected=1`` added to the query).
+``{"status": 503}`` (that status, with ``body`` if given), ``{"redirect": true}`` (302 to the same path with
+``redirected=1`` added to the query).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def _control(path: Path | None) -> dict[str, Any]:
         return {}
 
 
-def _jwks_handler(routes: dict[str, Path], control: Path | None = None) -> type[BaseHTTPRequestHandler]:
+def _jwks_handler(routes: dict[str, Path], control: Path | None = None,
+                  counted: frozenset[str] = frozenset()) -> type[BaseHTTPRequestHandler]:  # fmt: skip
     class JwksHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -60,6 +62,9 @@ def _jwks_handler(routes: dict[str, Path], control: Path | None = None) -> type[
             if source is None:
                 self._send(404, b"not found", "text/plain")
                 return
+            if path in counted:  # the attacker's server: every request it got is evidence (<file>.hits)
+                with source.with_name(source.name + ".hits").open("a") as hits:
+                    hits.write(f"{self.client_address[0]} {self.path}\n")
             how = _control(control)
             if how.get("down"):
                 self.close_connection = True  # nothing answered: the client sees the connection closed
@@ -69,10 +74,11 @@ def _jwks_handler(routes: dict[str, Path], control: Path | None = None) -> type[
             if how.get("redirect") and "redirected=1" not in query:
                 location = f"{path}?{query + '&' if query else ''}redirected=1"
                 self._send(302, b"moved", "text/plain", {"Location": location})
-            elif how.get("body") is not None:
-                self._send(200, str(how["body"]).encode(), "text/html")
+            elif how.get("body") is not None or how.get("status"):
+                self._send(int(how.get("status") or 200), str(how.get("body") or "").encode(), "text/html")
             else:
-                self._send(200, source.read_bytes(), "application/json")
+                kind = "application/x-pem-file" if source.suffix == ".pem" else "application/json"
+                self._send(200, source.read_bytes(), kind)
 
         def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
@@ -115,9 +121,9 @@ def _reloading_context(cert: str, key: str) -> ssl.SSLContext:
     return base
 
 
-def _serve_jwks(routes: dict[str, Path], tls: dict[str, str] | None,
-                control: Path | None = None) -> ThreadingHTTPServer:  # fmt: skip
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _jwks_handler(routes, control))
+def _serve_jwks(routes: dict[str, Path], tls: dict[str, str] | None, control: Path | None = None,
+                counted: frozenset[str] = frozenset()) -> ThreadingHTTPServer:  # fmt: skip
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _jwks_handler(routes, control, counted))
     server.daemon_threads = True
     if tls:
         server.socket = _reloading_context(tls["cert"], tls["key"]).wrap_socket(server.socket, server_side=True)
@@ -165,7 +171,8 @@ def main(spec_path: str) -> None:
     for name, server in spec["jwks_servers"].items():
         routes = {path: Path(file) for path, file in server["routes"].items()}
         control = Path(server["control"]) if server.get("control") else None
-        ports[name] = _serve_jwks(routes, server.get("tls"), control).server_address[1]
+        counted = frozenset(server.get("counted", ()))
+        ports[name] = _serve_jwks(routes, server.get("tls"), control, counted).server_address[1]
     from httpbin import app as httpbin_app
 
     ports["httpbin"] = int(_serve_wsgi(httpbin_app).effective_port)

@@ -128,6 +128,8 @@ def case_dict(result: CaseResult) -> dict[str, Any]:
     }
     if result.case.description:
         doc["description"] = result.case.description
+    if result.evidence:
+        doc["evidence"], doc["evidenceBasis"] = result.evidence
     if result.case.features:
         doc["features"] = list(result.case.features)
     if result.detail and doc["verdict"] != "passed":

@@ -11,7 +11,7 @@ from enum import Enum
 
 from meshjwt import features
 from meshjwt.converge import Outcome, Probe, converge_many
-from meshjwt.errors import ApplyRefused, EnvironmentProblem, SkipsCase, TargetCannot, UnsupportedField
+from meshjwt.errors import ApplyRefused, EnvironmentProblem, FailsCase, SkipsCase, TargetCannot, UnsupportedField
 from meshjwt.mesh import Mesh, MeshInfo, Request, Response
 from meshjwt.placeholders import substitute
 from meshjwt.scenarios.model import Case, Expectation, Scenario, TokenSpec
@@ -21,6 +21,11 @@ from meshjwt.tokens import TokenFactory, mask, scrub
 
 class Unsupported(SkipsCase):
     """The case needs something this target cannot do; reported as unsupported, never as failed."""
+
+
+class StepNotRun(FailsCase):
+    """A later step of a sequential scenario whose earlier step failed or errored: it would not test what it
+    claims (its state never came about), so it is not run; an error, never a pass."""
 
 
 class Verdict(str, Enum):
@@ -45,6 +50,9 @@ class CaseResult:
     missing_features: Mapping[str, str] = field(default_factory=dict)  # feature → why this mesh lacks it
     verdict: Verdict = Verdict.PENDING
     detail: str = ""
+    #: what the verdict rests on when it is not a real component's answer: ("model", why) on the local target
+    #: where a version table decides (the leaked FakeJwks per version, the validation webhook)
+    evidence: tuple[str, str] | None = None
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -71,6 +79,11 @@ class CaseResult:
         return self.accepted is not None and self.case.token.is_attack
 
 
+def names_attacker_url(case: Case) -> bool:
+    """Whether a token of ``case`` names the attacker's URL (a jku/x5u header the run serves)."""
+    return any("${ATTACKER_" in json.dumps(dict(t.jose)) for t in (case.token, *case.extra_tokens))
+
+
 @dataclass
 class ScenarioRunner:
     """Keeps one scenario applied at a time (cases run scenario by scenario) and runs cases."""
@@ -88,6 +101,7 @@ class ScenarioRunner:
     _ready: dict[str, CaseResult] = field(default_factory=dict)  # results converged with an earlier case
     _performed: set[str] = field(default_factory=set)  # cases whose actions were done (sequential scenarios)
     _broken_steps: dict[str, str] = field(default_factory=dict)  # scenario → the step that could not be done
+    _failed_steps: dict[str, str] = field(default_factory=dict)  # scenario → "not run: step <case> failed|errored"
     _jwks_touched: bool = False  # a lifecycle operation changed the JWKS server: restore it before the next apply
     #: a lifecycle operation may change the proxies' config by itself (istiod's background fetches) since the last
     #: apply or awaited refresh: answers may be stale, so convergence rules (not the confirmed config) decide
@@ -99,9 +113,11 @@ class ScenarioRunner:
         for scenario, case in pairs:
             self._planned.setdefault(scenario.name, []).append(case)
     _attacker_url: str | None = None
+    _x5u_url: str | None = None
 
     def variables(self) -> dict[str, str]:
-        return {"ISSUER": self.tokens.issuer, **self.mesh.variables()}
+        return {"ISSUER": self.tokens.issuer, "JWKS_WITHOUT_ALG": self.tokens.jwks_without_alg_json(),
+                **self.mesh.variables()}
 
     def ensure(self, scenario: Scenario) -> None:
         """Apply ``scenario``'s resources unless they are the current ones."""
@@ -164,7 +180,8 @@ class ScenarioRunner:
                 if name == "rotateJwks":
                     self.mesh.rotate_jwks(self.tokens.rotated_jwks_json())
                 elif name == "jwksServer":
-                    self.mesh.jwks_server_up() if value == "up" else self.mesh.jwks_server_down()
+                    {"up": self.mesh.jwks_server_up, "down": self.mesh.jwks_server_down,
+                     "failing": self.mesh.jwks_server_failing}[str(value)]()
                 elif name == "slowJwks":
                     self.mesh.slow_jwks_server(float(value))  # type: ignore[arg-type]
                 elif name == "serveJwksBody":
@@ -173,6 +190,10 @@ class ScenarioRunner:
                     self.mesh.redirect_jwks()
                 elif name == "awaitJwksRefresh":
                     self.mesh.await_jwks_refresh()
+                elif name == "awaitJwksRetryWindow":
+                    self.mesh.await_jwks_retry_window()
+                elif name == "unrelatedPush":
+                    self.mesh.unrelated_push()
                 else:
                     raise EnvironmentProblem(f"unknown action {name!r}")
             except TargetCannot as exc:
@@ -215,6 +236,8 @@ class ScenarioRunner:
             return None
         if "${ATTACKER_JWKS_URL}" in json.dumps(dict(spec.jose)):
             variables = {**variables, "ATTACKER_JWKS_URL": self.attacker_jwks_url()}
+        if "${ATTACKER_X5U_URL}" in json.dumps(dict(spec.jose)):
+            variables = {**variables, "ATTACKER_X5U_URL": self.attacker_x5u_url()}
         if spec.kind == "istio-fake-jwks" and self.tokens.fake_jwks_key is None:
             try:
                 self.tokens.fake_jwks_key = self.mesh.fake_jwks_signing_key()
@@ -223,6 +246,15 @@ class ScenarioRunner:
         claims = substitute(dict(spec.claims), variables, where=where)
         jose = substitute(dict(spec.jose), variables, where=where)
         return self.tokens.mint(spec.kind, spec.alg, claims, jose=jose or None)
+
+    def attacker_x5u_url(self) -> str:
+        """Where the target serves the attacker's certificate chain (asked once); unsupported if it can't."""
+        if self._x5u_url is None:
+            try:
+                self._x5u_url = self.mesh.serve_attacker_x5u(self.tokens.attacker_x5u_pem())
+            except TargetCannot as exc:
+                raise Unsupported(str(exc)) from None
+        return self._x5u_url
 
     def attacker_jwks_url(self) -> str:
         """Where the target serves the attacker's JWKS during this run (asked once); unsupported if it can't."""
@@ -244,7 +276,8 @@ class ScenarioRunner:
             result = CaseResult(case=case, scenario=scenario, request="(not sent)", expected=expected,
                                 verdict=Verdict.UNSUPPORTED, detail=str(exc))  # fmt: skip
             return result, Request()
-        result = CaseResult(case=case, scenario=scenario, request=shown, expected=expected)
+        result = CaseResult(case=case, scenario=scenario, request=shown, expected=expected,
+                            evidence=self.mesh.evidence(scenario, case))  # fmt: skip
         missing = features.unsupported(result.features, info.flavor, info.version,
                                        self.settings.supported_features, self.settings.exempt_features)  # fmt: skip
         if missing:
@@ -277,6 +310,8 @@ class ScenarioRunner:
         if scenario.sequential:  # steps in time: earlier steps' operations first, then this one's, alone
             try:
                 for step in scenario.cases:
+                    if scenario.name in self._failed_steps:  # its state never came about: not run, never passed
+                        raise StepNotRun(self._failed_steps[scenario.name])
                     if scenario.name in self._broken_steps:  # later steps would not test what they claim
                         raise Unsupported(f"an earlier step could not be done: {self._broken_steps[scenario.name]}")
                     if step.id not in self._performed:
@@ -286,18 +321,28 @@ class ScenarioRunner:
                         except Unsupported as exc:
                             self._broken_steps[scenario.name] = f"{step.name}: {exc}"
                             raise
+                        except EnvironmentProblem:
+                            self._failed_steps[scenario.name] = f"not run: step {step.name} errored"
+                            raise
                     if step.id == case.id:
                         break
             except Unsupported as exc:
                 result.verdict, result.detail = Verdict.UNSUPPORTED, str(exc)
                 raise
-            except EnvironmentProblem as exc:
+            except (EnvironmentProblem, StepNotRun) as exc:
                 result.verdict, result.detail = Verdict.ERROR, str(exc)
                 raise
             self._converge([(result, request)])
+            if result.verdict != Verdict.PASSED:
+                self._failed_steps.setdefault(scenario.name, f"not run: step {case.name} failed")
+            return result
+        if names_attacker_url(case):  # alone: the attacker's server counts this case's requests only
+            self._converge_watching_attacker(result, request)
             return result
         batch = [(result, request)]
         for other in self._planned.get(scenario.name, []):
+            if names_attacker_url(other):
+                continue
             if other.id != case.id and other.id not in self._ready and not self._ran(other):
                 prepared = self._prepare(scenario, other)
                 if prepared[0].verdict != Verdict.UNSUPPORTED:
@@ -306,6 +351,22 @@ class ScenarioRunner:
         for other, _ in batch[1:]:
             self._ready[other.case.id] = other
         return result
+
+    def _converge_watching_attacker(self, result: CaseResult, request: Request) -> None:
+        """Converge a case whose token names the attacker's URL (jku/x5u); if the attacker's server got a request
+        meanwhile, the mesh fetched a URL a token named: the case fails, even if the token was refused."""
+        try:
+            before = self.mesh.attacker_requests()
+        except TargetCannot as exc:
+            result.verdict, result.detail = Verdict.UNSUPPORTED, f"{exc}: whether the mesh fetched the URL is unknown"
+            raise Unsupported(result.detail) from None
+        self._converge([(result, request)])
+        fetched = self.mesh.attacker_requests() - before
+        if fetched:
+            result.verdict = Verdict.FAILED
+            result.detail = scrub(f"URL FETCHED: the mesh sent {fetched} request(s) to the attacker's server named in "
+                                  f"the token ({result.case.id}; answer {result.observed}); "
+                                  f"request: {result.request}")  # fmt: skip
 
     def _ran(self, case: Case) -> bool:
         return any(r.case.id == case.id for r in self.results)

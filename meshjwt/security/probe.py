@@ -6,6 +6,11 @@ A **bypass** is a response carrying the run's secret. Each bypass is classed by 
 closing it (``//`` → MERGE_SLASHES, ``%2F``/``%5C`` → DECODE_AND_MERGE_SLASHES, anything else → BASE); a
 bypass the mode under test should have closed is *unexplained* and fails the combination. (Envoy's BASE
 normalization turns ``\\`` into ``/``, so ``/\\private`` reaches the backend as ``//private``: a ``//`` bypass.)
+
+Zero bypasses must not come by accident, so three controls run before the corpus, each said on the ``probe``
+line: the backend serves the secret on its own port (else no bypass could show); the plain private path is
+denied with Envoy's RBAC body (``RBAC: access denied``, not any 403); and a dot-segment path shows whether the
+mesh normalizes as the mode says (NONE must not: that makes NONE's "explained" falsifiable).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ PROBE_NAMESPACE = "fuzz"
 MIN_REQUESTS = 500  # per combination, when the corpus has that many
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests" / "security"
 _RANK = {mode: rank for rank, mode in enumerate(MODES)}
+RBAC_DENIED = "RBAC: access denied"  # Envoy's RBAC filter's denial body (istio-jwt-semantics.md §4)
+#: per policy: a dot-segment path, and whether a mesh that normalizes it (every mode but NONE) lets it through
+DOT_CONTROL = {"deny-paths": "/public/../private/secret.html", "path-exclusion": "/private/../public/index.html"}
 
 
 def new_secret() -> str:
@@ -90,12 +98,14 @@ class Combination:
     truncated: bool = False  # the time budget ran out before the corpus did
     problem: str | None = None  # the sanity check failed: nothing was probed
     unsupported: str | None = None
+    controls: list[str] = field(default_factory=list)  # the controls that held, in order
 
     @property
     def line(self) -> str:
-        """``probe MODE BACKEND POLICY: N requests, M bypasses`` (stable, for comparing runs)."""
+        """``probe MODE BACKEND POLICY: N requests, M bypasses; controls: …`` (stable, for comparing runs)."""
         what = f"{self.mode} {self.backend} {self.policy}"
-        return f"probe {what}: {self.requests} requests, {len(self.bypasses)} bypasses"
+        controls = f"; controls: {', '.join(self.controls)}" if self.controls else ""
+        return f"probe {what}: {self.requests} requests, {len(self.bypasses)} bypasses{controls}"
 
     @property
     def unexplained(self) -> list[Bypass]:
@@ -109,7 +119,7 @@ class Combination:
             "requests": self.requests, "bypassCount": len(self.bypasses), "unexplained": len(self.unexplained),
             "seconds": round(self.seconds, 3), "truncated": self.truncated,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "bypasses": [b.as_dict() for b in self.bypasses],
+            "bypasses": [b.as_dict() for b in self.bypasses], "controls": list(self.controls),
         })  # fmt: skip
         if self.problem:
             out["problem"] = self.problem
@@ -155,6 +165,7 @@ class ProbeSetup:
     secret: str
     listeners: dict[str, int] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    direct: dict[str, int] = field(default_factory=dict)  # each backend's own port (the direct control)
 
 
 def start_backends(mesh: LocalMesh, timeout: float, names: Sequence[str] = BACKENDS) -> ProbeSetup:
@@ -172,6 +183,7 @@ def start_backends(mesh: LocalMesh, timeout: float, names: Sequence[str] = BACKE
             backend.stop()
             raise
         setup.listeners[name] = mesh.add_upstream(backend, name, PROBE_NAMESPACE, 80)
+        setup.direct[name] = backend.port
     return setup
 
 
@@ -190,12 +202,18 @@ def run_combination(mesh: LocalMesh, setup: ProbeSetup, mode: str, backend: str,
             mesh.set_path_normalization(mode)
         mesh.apply(policy_resources(policy, variables))
 
+        direct = direct_control(setup, backend, host, timeouts.request)
+        if direct:
+            result.problem = direct
+            return result
+        result.controls.append("secret served directly")
+
         def sane(response: Response) -> str | None:
             if response.status != 200 or "public page" not in response.body:
                 return f"public page: {response.summary()}"
             denied = client.get(PRIVATE_PATH, host)
-            if denied.status != 403 or setup.secret in denied.body:
-                return f"{PRIVATE_PATH} without a token: {denied.summary()} (expected 403)"
+            if denied.status != 403 or denied.body.strip() != RBAC_DENIED or setup.secret in denied.body:
+                return f"{PRIVATE_PATH} without a token: {denied.summary()} (expected 403 {RBAC_DENIED!r})"
             return None
 
         outcome = converge(lambda: client.get(PUBLIC_PATH, host), sane, timeouts)
@@ -203,6 +221,12 @@ def run_combination(mesh: LocalMesh, setup: ProbeSetup, mode: str, backend: str,
             result.problem = (f"sanity check failed within {timeouts.converge:g}s (timeout 'converge'): "
                               f"{outcome.problem}")  # fmt: skip
             return result
+        result.controls.append("private path 403 RBAC")
+        normalization = normalization_control(client.get(DOT_CONTROL[policy], host), mode, policy, setup.secret)
+        if normalization.startswith("control failed"):
+            result.problem = normalization
+            return result
+        result.controls.append(normalization)
         started = time.perf_counter()
         for path in corpus.paths:
             if time.perf_counter() - started > max_seconds:
@@ -221,3 +245,34 @@ def run_combination(mesh: LocalMesh, setup: ProbeSetup, mode: str, backend: str,
         if mesh.path_normalization != saved_mode:
             mesh.set_path_normalization(saved_mode)
         mesh.apply(saved_resources)
+
+
+def direct_control(setup: ProbeSetup, backend: str, host: str, timeout: float) -> str | None:
+    """None if ``backend`` serves the secret at the private path on its own port (no mesh); else why not, for
+    then no bypass could ever show through the mesh."""
+    direct = Client(setup.direct[backend], timeout)
+    try:
+        answer = direct.get(PRIVATE_PATH, host)
+    finally:
+        direct.close()
+    if answer.status == 200 and setup.secret in answer.body:
+        return None
+    return f"control failed: {backend} itself does not serve the secret at {PRIVATE_PATH}: {answer.summary()}"
+
+
+def normalization_control(answer: Response, mode: str, policy: str, secret: str) -> str:
+    """What the dot-segment control path showed, if it fits ``mode`` ("dot segments normalized|kept"); else a
+    sentence starting "control failed": the mode in force is not the one under test, so "explained" would lie."""
+    path = DOT_CONTROL[policy]
+    if policy == "deny-paths":  # normalized: the DENY matches; kept: the backend normalizes and leaks
+        normalized = answer.status == 403 and answer.body.strip() == RBAC_DENIED
+        kept = secret in answer.body
+    else:  # path-exclusion: normalized: the public exemption matches; kept: denied
+        normalized = answer.status == 200 and "public page" in answer.body
+        kept = answer.status == 403 and answer.body.strip() == RBAC_DENIED
+    wanted = "kept" if mode == "NONE" else "normalized"
+    seen = "normalized" if normalized else "kept" if kept else None
+    if seen == wanted:
+        return f"dot segments {seen}"
+    return (f"control failed: {path} answered {answer.summary()}, which does not show dot segments "
+            f"{wanted} as mode {mode} must")

@@ -17,10 +17,12 @@ from typing import Any
 import yaml
 
 from meshjwt.errors import ApplyRefused, EnvironmentProblem, TargetCannot
-from meshjwt.kube import jwks_server, readiness, workloads
+from meshjwt.kube import istio_source, jwks_server, readiness, workloads
 from meshjwt.kube.curl import CurlResult, Transfer, batch_config, parse_batch
 from meshjwt.kube.kubectl import Kubectl, ResourceRef, first_line
 from meshjwt.kube.plans import RUN_LABEL, exec_args
+from meshjwt.localmesh.jwks_resolver import ISTIOD_FAILURE_INTERVAL
+from meshjwt.localmesh.translate.authn import parse_duration
 from meshjwt.localmesh.world import Workload
 from meshjwt.mesh import Mesh, Request, Response
 from meshjwt.samples import GATEWAY_LABELS, HTTPBIN_LABELS
@@ -80,6 +82,10 @@ class KubeMesh(Mesh):
         self.jwks_refresh_interval: float | None = None
         self._served = (jwks_server.Answer(), jwks_json)  # what nginx-proxy serves: (answer, keys)
         self._jwks_down_since: float | None = None  # when nginx-proxy was scaled to 0 (None: it is up)
+        self._applied_at = time.monotonic()  # when the last apply returned (istiod's main-flow fetches were done)
+        self._pushes = 0  # unrelated pushes made (their ServiceEntries' names)
+        #: when istiod's background job gave up on the nginx-proxy rules' entry (deleted: no refresh shows it)
+        self._entry_dropped_at: float | None = None
 
     # --- phases ---------------------------------------------------------------------------
     def phase(self, name: str, started: float) -> None:
@@ -185,6 +191,8 @@ class KubeMesh(Mesh):
             raise
         self._applied = wanted
         self.await_proxies([doc for _, doc in wanted], previous)
+        self._applied_at = time.monotonic()  # istiod's main-flow fetches of these rules were done by now
+        self._entry_dropped_at = None
 
     def clear(self) -> None:
         """Delete what the run applied and wait until the proxies run without it: the next scenario starts
@@ -394,9 +402,54 @@ class KubeMesh(Mesh):
             self._scale_jwks_server(0)
 
     def jwks_server_up(self) -> None:
-        """Scale nginx-proxy back to 1 and wait until it is ready (timeout 'jwks_server')."""
+        """Bring nginx-proxy back: answering its keys again if it was failing (a rollout), scaled back to 1 if it
+        was down; wait until it is ready (timeout 'jwks_server')."""
+        if self._served[0].status >= 400:
+            self._serve(jwks_server.Answer(), self._served[1])
         if self._jwks_down_since is not None:
             self._scale_jwks_server(1)
+
+    def fake_jwks_signing_key(self) -> Any:
+        """Istio's own leaked FakeJwks key, read from Istio's source at a pinned commit (sha256-checked, cached,
+        never shipped); TargetCannot offline or without a verified pin (meshjwt.kube.istio_source)."""
+        return istio_source.leaked_fake_jwks_key(timeout=self.settings.timeouts.apply)
+
+    def jwks_server_failing(self) -> None:
+        """Make nginx-proxy answer 503 (a rollout; the Service keeps endpoints, so istiod makes no full push)."""
+        self._serve(jwks_server.Answer(body="unavailable", status=503), self._served[1])
+
+    def await_jwks_retry_window(self) -> None:
+        """Wait until istiod's background retries of a failed main-flow fetch are over: they share one deadline,
+        the rule's timeout (istio/istio pilot/pkg/model/jwks_resolver.go, refresh via jwksuriChannel), counted
+        from the failed fetch, which was done when the last apply returned; plus JWKS_FETCH_MARGIN."""
+        timeouts = [parse_duration(rule.get("timeout")) for _, doc in self._applied
+                    if doc.get("kind") == "RequestAuthentication"
+                    for rule in (doc.get("spec") or {}).get("jwtRules") or []]  # fmt: skip
+        due = self._applied_at + max(timeouts, default=5.0) + JWKS_FETCH_MARGIN
+
+        def waited() -> readiness.Check:
+            left = due - time.monotonic()
+            return left <= 0, f"istiod's background JWKS retries over within {max(left, 0):.1f}s"
+
+        readiness.wait_for(waited, timeout=self.settings.timeouts.jwks_refresh, interval=self.settings.timeouts.
+                           poll_interval, what="the end of istiod's background JWKS retries")  # fmt: skip
+        if self._jwks_down_since is not None or self._served[0].status >= 400:
+            self._entry_dropped_at = due  # the job failed: the entry is deleted, the ticker reset to 1 min
+
+    def unrelated_push(self) -> None:
+        """Make istiod push for a change that concerns no applied rule: a ServiceEntry for a host nobody calls,
+        created and deleted (each is a full push: every proxy's config is translated again)."""
+        target = self.control or self.data
+        assert target is not None
+        self._pushes += 1
+        entry = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                 "metadata": {"name": f"meshjwt-push-{self._pushes}", "namespace": self.vars["NAMESPACE"],
+                              "labels": {RUN_LABEL: self.run_id}},
+                 "spec": {"hosts": [f"push-{self._pushes}.meshjwt.invalid"], "location": "MESH_EXTERNAL",
+                          "resolution": "NONE", "ports": [{"number": 9, "name": "tcp-discard", "protocol": "TCP"}]}}
+        target.apply([entry], timeout=self.settings.timeouts.apply)
+        target.delete(ResourceRef.of(entry), timeout=self.settings.timeouts.apply)
+        self._entry_dropped_at = None
 
     def slow_jwks_server(self, seconds: float) -> None:
         """Throttle the keys with nginx's ``limit_rate`` so that a fetch takes at least ``seconds`` (stock nginx
@@ -451,9 +504,13 @@ class KubeMesh(Mesh):
                                "themselves, istiod's refresh does not reach them")  # fmt: skip
         answer, keys = self._served
         limit = self.settings.timeouts.jwks_refresh
-        if self._jwks_down_since is not None or answer.body is not None or answer.rate is not None:
+        dropped = self._entry_dropped_at
+        if dropped is not None or self._jwks_down_since is not None or answer.body is not None \
+                or answer.rate is not None or not self._nginx_issuers():  # nothing a proxy shows: wait its time
             since = self._jwks_down_since or time.monotonic()
             due = since + interval + JWKS_FETCH_MARGIN
+            if dropped is not None:  # refreshCache: the failed background cycle set the ticker to 1 min
+                due = max(due, dropped + ISTIOD_FAILURE_INTERVAL + JWKS_FETCH_MARGIN)
 
             def waited() -> readiness.Check:
                 left = due - time.monotonic()

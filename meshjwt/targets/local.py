@@ -26,7 +26,7 @@ from meshjwt.localmesh.control_plane import ControlPlane, Proxy, Translation, ro
 from meshjwt.localmesh.envoy import ConfigRejected, Envoy, envoy_binary
 from meshjwt.localmesh.envoy_builds import cached_envoy
 from meshjwt.localmesh.istiod import ENVOY_OF_ISTIO, IstiodBehaviour, envoy_build_for
-from meshjwt.localmesh.jwks_resolver import JwksResolver
+from meshjwt.localmesh.jwks_resolver import ISTIOD_FAILURE_INTERVAL, ISTIOD_FAILURE_INTERVAL_MAX, JwksResolver
 from meshjwt.localmesh.ports import free_port, require_free
 from meshjwt.localmesh.topology import BACKENDS, build, sample_topology
 from meshjwt.localmesh.translate.network import static_cluster
@@ -38,12 +38,13 @@ from meshjwt.samples import EXTERNAL_JWKS_HOST, EXTERNAL_JWKS_PATH, NGINX_JWKS_P
 from meshjwt.settings import Settings, TargetOptions, option
 from meshjwt.tokens import scrub
 
-ATTACKER_JWKS_PATH = "/attacker/jwks.json"  # served by the external JWKS host once a jku/x5u case asks
+ATTACKER_JWKS_PATH = "/attacker/jwks.json"  # served by the external JWKS host once a jku case asks
+ATTACKER_X5U_PATH = "/attacker/chain.pem"  # the attacker's certificate chain, for x5u
 #: the local istiod's JWKS refresh interval and retry delay (istiod: 20 min, 1 s): short, so that its refresh runs
 #: by itself within a run; a lifecycle case that awaits the next refresh jumps the local istiod's clock to it;
 #: --jwks-refresh-interval / --jwks-retry-interval
 LOCAL_REFRESH_INTERVAL = 1.0
-LOCAL_RETRY_INTERVAL = 0.05
+LOCAL_RETRY_INTERVAL = 0.25
 EXTERNAL_JWKS_CA_SECRET = "external-jwks-ca"  # meshjwt.kube.workloads creates it on real clusters
 
 
@@ -170,11 +171,15 @@ class LocalMesh(Mesh):
         (self.workdir / "nginx-control.json").write_text("{}")
         attacker_file = self.workdir / "attacker-jwks.json"
         attacker_file.write_text('{"keys":[]}')
+        attacker_chain = self.workdir / "attacker-chain.pem"
+        attacker_chain.write_text("")
         certs = pki.write_ca_and_server_cert(self.workdir / "pki", [EXTERNAL_JWKS_HOST])
         spec = {"jwks_servers": {
             "nginx-proxy": {"routes": {NGINX_JWKS_PATH: str(nginx_jwks)},
                             "control": str(self.workdir / "nginx-control.json")},
-            "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file), ATTACKER_JWKS_PATH: str(attacker_file)}},
+            "external-http": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file), ATTACKER_JWKS_PATH: str(attacker_file),
+                                         ATTACKER_X5U_PATH: str(attacker_chain)},
+                              "counted": [ATTACKER_JWKS_PATH, ATTACKER_X5U_PATH]},
             "external-https": {"routes": {EXTERNAL_JWKS_PATH: str(jwks_file)},
                                "tls": {"cert": str(certs.cert), "key": str(certs.key)}},
         }}  # fmt: skip
@@ -197,9 +202,11 @@ class LocalMesh(Mesh):
                                           path_normalization=self.settings.path_normalization or "BASE",
                                           space_delimited_claims=self.istiod.space_delimited_claims)  # fmt: skip
         retry, refresh = options.jwks_retry_interval, options.jwks_refresh_interval
+        # istiod's clock, scaled: its 1 s retry interval is ``retry`` here, its 1 min and 60 min failure intervals
+        # as many times ``retry``; the retries' shared deadline is the rule's timeout, unscaled (the case's own)
         self.resolver = self.control_plane.resolver = self.mutation.resolver(JwksResolver(
-            self.control_plane.fetch, refresh_interval=refresh,
-            retry_delays=(retry,) * 7 + tuple(retry * 60 * 2**i for i in range(7)),
+            self.control_plane.fetch, refresh_interval=refresh, retry_interval=retry,
+            failure_interval=retry * ISTIOD_FAILURE_INTERVAL, failure_interval_max=retry * ISTIOD_FAILURE_INTERVAL_MAX,
             accept_non_jwks=self.istiod.non_jwks_body == "inline", on_change=self._background_push,
         ))
         self.apply([])
@@ -338,6 +345,9 @@ class LocalMesh(Mesh):
     def jwks_server_up(self) -> None:
         self._nginx({})
 
+    def jwks_server_failing(self) -> None:
+        self._nginx({"status": 503, "body": "unavailable"})
+
     def slow_jwks_server(self, seconds: float) -> None:
         self._nginx({"delay": seconds})
 
@@ -356,6 +366,23 @@ class LocalMesh(Mesh):
         detection and push as when the interval elapses), and this returns once it and its push are done."""
         self._await_refresh()
 
+    def await_jwks_retry_window(self) -> None:
+        """The local istiod's clock jumps past the shared deadline of its background retries (the rule's timeout):
+        the remaining ones fail at once, and this returns once the background job is over (the entry deleted if
+        it never got keys)."""
+        assert self.resolver, "start() first"
+        timeout = self.settings.timeouts.converge
+        if not self.resolver.await_retry_window(timeout):
+            raise EnvironmentProblem(f"the local istiod's background JWKS retries did not end within {timeout:g}s "
+                                     "(timeout 'converge')")  # fmt: skip
+
+    def unrelated_push(self) -> None:
+        """A push for a reason elsewhere in the mesh (istiod translates every proxy's config again, and fetches
+        the JWKS of any rule it has no cache entry for, on its main flow): the applied resources, pushed again."""
+        self._background_push()
+        if self.push_errors:
+            raise EnvironmentProblem(self.push_errors[-1])
+
     def _await_refresh(self) -> None:
         assert self.resolver, "start() first"
         interval = self.resolver.refresh_interval
@@ -363,6 +390,17 @@ class LocalMesh(Mesh):
         if not self.resolver.await_refresh(timeout, now=True):
             raise EnvironmentProblem(f"the local istiod did not refresh its JWKS within {timeout:g}s "
                                      f"(timeout 'converge'; refresh interval {interval:g}s)")  # fmt: skip
+
+    def evidence(self, scenario: Any, case: Any) -> tuple[str, str] | None:
+        """``model`` where this target's version table, not a real component, decides the verdict: a token
+        signed with the FakeJwks stand-in (whether a version inlines a leaked set is a table, and the key is a
+        per-run stand-in for Istio's), and an apply Istio's validation webhook must refuse (modelled here)."""
+        if any(t.kind == "istio-fake-jwks" for t in (case.token, *case.extra_tokens)):
+            return ("model", f"the local istiod's version table says Istio {self.istiod.shown} inlines a "
+                             f"{self.istiod.substitute} substitute key set; the leaked key is a per-run stand-in")
+        if scenario.expect_apply or "Validation.Webhook" in scenario.features:
+            return "model", "the local target's model of Istio's validation webhook (validateJwtRule), no webhook"
+        return None
 
     def fake_jwks_signing_key(self) -> SigningKey:
         """The run's stand-in for Istio's leaked FakeJwks pair (inlined as the substitute on affected versions)."""
@@ -373,18 +411,34 @@ class LocalMesh(Mesh):
     # --- extras: attacker JWKS, path normalization, more upstreams (security qualification) -----------
     def serve_attacker_jwks(self, jwks_json: str) -> str:
         """Serve ``jwks_json`` on the external JWKS host (really, over HTTP) and return its URL."""
+        return self._serve_attacker("attacker-jwks.json", ATTACKER_JWKS_PATH, jwks_json)
+
+    def serve_attacker_x5u(self, pem: str) -> str:
+        """Serve the certificate chain ``pem`` on the external JWKS host and return its URL."""
+        return self._serve_attacker("attacker-chain.pem", ATTACKER_X5U_PATH, pem)
+
+    def _serve_attacker(self, name: str, path: str, text: str) -> str:
         assert self.workdir, "start() first"
-        (self.workdir / "attacker-jwks.json").write_text(jwks_json)
+        (self.workdir / name).write_text(text)
         port, timeout = self.ports["external-http"], self.settings.timeouts.request
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         try:
-            conn.request("GET", ATTACKER_JWKS_PATH)
+            conn.request("GET", path)
             served = conn.getresponse().read().decode()
         finally:
             conn.close()
-        if served != jwks_json:
-            raise EnvironmentProblem(f"the external JWKS host did not serve the attacker JWKS at {ATTACKER_JWKS_PATH}")
-        return f"http://{EXTERNAL_JWKS_HOST}{ATTACKER_JWKS_PATH}"
+        if served != text:
+            raise EnvironmentProblem(f"the external JWKS host did not serve the attacker's file at {path}")
+        return f"http://{EXTERNAL_JWKS_HOST}{path}"
+
+    def attacker_requests(self) -> int:
+        """Requests the attacker's server got so far (the suite's own check of what it serves included)."""
+        assert self.workdir, "start() first"
+        total = 0
+        for name in ("attacker-jwks.json.hits", "attacker-chain.pem.hits"):
+            with contextlib.suppress(FileNotFoundError):
+                total += len((self.workdir / name).read_text().splitlines())
+        return total
 
     @property
     def path_normalization(self) -> str:

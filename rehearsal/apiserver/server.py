@@ -444,6 +444,11 @@ class ApiServer:
         since_text = request.query.get("resourceVersion", "")
         since = int(since_text) if since_text.isdigit() and since_text != "0" else None
         timeout = float(request.query.get("timeoutSeconds") or 1800)
+        # watch-list (kubectl 1.35+ lists by watching): every current object as ADDED, then a BOOKMARK marked
+        # k8s.io/initial-events-end at the version they were read at, then the changes
+        initial = request.query.get("sendInitialEvents") == "true"
+        if initial:
+            since = None
 
         def sink(rv: int, event: str, obj: dict[str, Any]) -> None:
             with contextlib.suppress(RuntimeError):
@@ -460,6 +465,9 @@ class ApiServer:
             await response.prepare(request)
             for item in backlog:
                 queue.put_nowait(item)
+            if initial:
+                bookmark_rv = max([item[0] for item in backlog] or [self.store.snapshot(target.kind.key)[0]])
+                queue.put_nowait((bookmark_rv, "BOOKMARK", {}))
             deadline = loop.time() + timeout
             while loop.time() < deadline:
                 try:
@@ -467,6 +475,12 @@ class ApiServer:
                 except asyncio.TimeoutError:
                     if request.transport is None or request.transport.is_closing():
                         break
+                    continue
+                if event == "BOOKMARK":
+                    mark = {"apiVersion": f"{target.kind.group}/{target.version}".lstrip("/"),
+                            "kind": target.kind.kind, "metadata": {"resourceVersion": str(_rv),
+                            "annotations": {"k8s.io/initial-events-end": "true"}}}  # fmt: skip
+                    await response.write((json.dumps({"type": "BOOKMARK", "object": mark}) + "\n").encode())
                     continue
                 key = (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
                 if match(obj):

@@ -17,7 +17,7 @@ from meshjwt.keys import KeySet
 from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
 from meshjwt.settings import Settings, Timeouts
 from meshjwt.targets import target_class
-from rehearsal.__main__ import find_kubectl, wrappers
+from rehearsal.__main__ import LEG_KUBECTL, find_kubectl, wrappers
 from rehearsal.istio.golden import GoldenMissing, golden_dir
 from rehearsal.tools import REPO
 
@@ -42,7 +42,7 @@ def golden() -> Path:
 @pytest.fixture(scope="session")
 def kubectl() -> str:
     try:
-        return find_kubectl()[0]
+        return find_kubectl(LEG_KUBECTL["kind"][0])[0]
     except SystemExit as exc:
         pytest.skip(str(exc))
 
