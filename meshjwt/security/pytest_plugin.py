@@ -26,9 +26,9 @@ from meshjwt.security.probe import MODES, POLICIES, Combination, ProbeSetup, run
 from meshjwt.settings import Settings
 
 try:  # the conformance report's hook for extra sections (meshjwt/pytest_plugin/report.py)
-    from meshjwt.pytest_plugin.report import REPORT_SECTIONS
+    from meshjwt.pytest_plugin.report import REPORT_OUTPUTS, REPORT_SECTIONS
 except ImportError:  # pragma: no cover - a report plugin without it: the HTML report just lacks the section
-    REPORT_SECTIONS = None
+    REPORT_SECTIONS = REPORT_OUTPUTS = None
 
 _PROBE = pytest.StashKey["SecurityProbe"]()
 _RESULTS = pytest.StashKey[list[Combination]]()
@@ -77,6 +77,8 @@ def pytest_configure(config: pytest.Config) -> None:
         except ImportError:
             raise pytest.UsageError("--security needs hypothesis: pip install 'mesh-jwt-conformance[security]' "
                                     "(or run tox -e security)") from None  # fmt: skip
+    if REPORT_OUTPUTS is not None:
+        config.stash.setdefault(REPORT_OUTPUTS, set()).add(security_report.FILE_NAME)
     settings: Settings | None = config.stash.get(SETTINGS, None)
     if settings is not None and option.path_normalization:
         config.stash[SETTINGS] = dataclasses.replace(settings, path_normalization=modes[0])
