@@ -11,8 +11,10 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import json
 import sys
 from collections.abc import Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +94,18 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
-@functools.cache
-def istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
-    """Istio's schema of ``kind`` at ``api_version`` (None when unknown)."""
+#: the Istio kinds whose schemas ship with the package (``istio-schemas.json``), so that the base install checks
+#: policies: the kinds the local mesh translates or names in its refusals, in each served apiVersion
+SHIPPED_KINDS = {
+    "security.istio.io": (("v1", "v1beta1"), ("RequestAuthentication", "AuthorizationPolicy", "PeerAuthentication")),
+    "networking.istio.io": (("v1", "v1beta1", "v1alpha3"), ("ServiceEntry", "DestinationRule")),
+}
+SHIPPED_FILE = "istio-schemas.json"
+
+
+def generated_istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    """Istio's schema of ``kind`` at ``api_version`` from cloudcoil-models-istio (the ``lint`` extra), strict and
+    with :data:`NEWER_FIELDS`; None when unknown or the package is not installed."""
     group, _, version = api_version.partition("/")
     try:
         module = importlib.import_module(f"cloudcoil.models.istio.{ISTIO_GROUPS[group]}.{version}")
@@ -104,6 +115,26 @@ def istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
     schema = _strict(_with_newer_fields(copy.deepcopy(model.model_json_schema(by_alias=True, mode="validation")), kind))
     schema["properties"].pop("status", None)
     return schema
+
+
+def generate_shipped() -> dict[str, Any]:
+    """The content of ``istio-schemas.json`` (``python -m meshjwt.kube.validate --write-istio-schemas``)."""
+    return {f"{group}/{version} {kind}": generated_istio_schema(f"{group}/{version}", kind)
+            for group, (versions, kinds) in SHIPPED_KINDS.items()
+            for version in versions for kind in kinds}  # fmt: skip
+
+
+@functools.cache
+def shipped_schemas() -> dict[str, Any]:
+    """The schemas shipped with the package (``meshjwt/kube/istio-schemas.json``)."""
+    return json.loads(resources.files("meshjwt.kube").joinpath(SHIPPED_FILE).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    """Istio's schema of ``kind`` at ``api_version``: shipped, else from the ``lint`` extra; None when unknown."""
+    shipped = shipped_schemas().get(f"{api_version} {kind}")
+    return copy.deepcopy(shipped) if shipped else generated_istio_schema(api_version, kind)
 
 
 def validate_resource(doc: Mapping[str, Any], kube_version: str) -> list[str]:
@@ -190,10 +221,17 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m meshjwt.kube.validate", description=__doc__.splitlines()[0]
     )
     parser.add_argument("paths", nargs="*", type=Path)
+    parser.add_argument("--write-istio-schemas", action="store_true",
+                        help=f"regenerate meshjwt/kube/{SHIPPED_FILE} from cloudcoil-models-istio")  # fmt: skip
     parser.add_argument(
         "--kubernetes-version", default=ISTIO_RELEASES[DEFAULT_ISTIO].node_version.lstrip("v")
     )
     args = parser.parse_args(argv)
+    if args.write_istio_schemas:
+        target = Path(__file__).with_name(SHIPPED_FILE)
+        target.write_text(json.dumps(generate_shipped(), sort_keys=True, separators=(",", ":")) + "\n")
+        print(f"validate: wrote {target}")
+        return 0
     paths = args.paths or [Path(p) for p in DEFAULT_PATHS if Path(p).exists()]
     missing = [p for p in paths if not p.exists()]
     if missing:
