@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from meshjwt.data import UnknownManifest, manifest_file
 from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES
 from meshjwt.placeholders import substitute
 from meshjwt.samples import EXTERNAL_JWKS_HOST
@@ -170,10 +171,10 @@ def resources_of(path: Path) -> Iterator[tuple[str, Any]]:
                 if isinstance(entry, dict) and "inline" in entry:
                     yield f"manifests[{number}] (inline)", fill(entry["inline"])
                 elif isinstance(entry, dict) and "file" in entry:
-                    ref = path.parent / entry["file"]  # as the scenario loader resolves it
-                    ref = ref if ref.is_file() else None
-                    if ref is None:
-                        yield f"manifests[{number}]", {"__error__": f"file {entry['file']} not found"}
+                    try:  # as the scenario loader resolves it
+                        ref = manifest_file(entry["file"], path.parent)
+                    except UnknownManifest as exc:
+                        yield f"manifests[{number}]", {"__error__": f"file {exc}"}
                         continue
                     for where, resource in resources_of(ref):
                         yield f"manifests[{number}] {ref}: {where}", resource

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from meshjwt.data import builtin_scenarios_dir
+from meshjwt.data import UnknownManifest, builtin_scenarios_dir, manifest_file
 from meshjwt.errors import ConfigError
 from meshjwt.mesh import Request
 from meshjwt.placeholders import substitute
@@ -149,10 +149,11 @@ def _resources(file: Path, node: yaml.Node, doc: Mapping[str, Any]) -> list[Mapp
         if "inline" in item:
             out.append(item["inline"])
             continue
-        target = (file.parent / item["file"]).resolve()
         line = line_of(node, ["manifests", i, "file"])
-        if not target.is_file():
-            raise ScenarioError(f"{file}:{line}: manifests[{i}].file {item['file']!r} not found (relative to the file)")
+        try:
+            target = manifest_file(item["file"], file.parent)
+        except UnknownManifest as exc:
+            raise ScenarioError(f"{file}:{line}: manifests[{i}].file {exc}") from None
         try:
             out += read_resources(target)
         except ConfigError as exc:
