@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
-from meshjwt.notrun import in_ci, record
+from meshjwt.notrun import claim, in_ci, record
 from rehearsal.istio.golden import GoldenMissing, golden_dir
 from rehearsal.tools import REPO, istioctl, write_module_wrapper
 
@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # SIGTERM (tox's second step after Ctrl-C, a CI timeout) exits through the work folders' cleanup
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    not_run = claim()
     try:
         golden_dir()  # Istio's objects seed the simulated clusters (downloaded at the pinned commit if need be)
     except GoldenMissing as exc:
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rehearsal: {exc}; CI must run the rehearsal", file=sys.stderr)
             return 3
         print(f"rehearsal: not run: {exc}", flush=True)
-        record([f"rehearsal (kind and cluster legs): not run: {exc}"])
+        record([f"rehearsal (kind and cluster legs): not run: {exc}"], not_run)
         return 0
     kubectl, source = find_kubectl()
     print(f"rehearsal: real kubectl {kubectl_version(kubectl)} ({source}: {kubectl}); {REHEARSAL_NOTE}", flush=True)
