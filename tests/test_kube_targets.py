@@ -31,12 +31,16 @@ def test_kind_without_docker_fails_fast_with_one_line(tmp_path, monkeypatch):
     from meshjwt.targets.kind import KindMesh
 
     mesh = KindMesh(settings("kind"), JWKS)
+    monkeypatch.setenv("TOX_ENV_NAME", "e2e")
     started = time.monotonic()
     with pytest.raises(EnvironmentProblem) as raised:
         mesh.start()
     assert time.monotonic() - started < 5
     message = str(raised.value)
-    assert "\n" not in message and "Docker" in message and "tox -e local" in message
+    assert "\n" not in message and "Docker" in message and "`tox -e local`" in message
+    monkeypatch.setenv("MESHJWT_LAUNCHER", "meshjwt")  # started by `meshjwt run`: its user has no tox env
+    with pytest.raises(EnvironmentProblem, match="with `meshjwt run --target local`$"):
+        mesh.start()
     mesh.stop()  # safe after a failed start
     mesh.stop()
     assert not list(tmp_path.rglob("kind"))  # nothing downloaded before the check

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from meshjwt.launcher import command
 from meshjwt.mesh import Mesh
 from meshjwt.pytest_plugin.mesh import RUNNER
 from meshjwt.pytest_plugin.options import SETTINGS
@@ -79,7 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
             import hypothesis  # noqa: F401
         except ImportError:
             raise pytest.UsageError("--security needs hypothesis: pip install 'mesh-jwt-conformance[security]' "
-                                    "(or run tox -e security)") from None  # fmt: skip
+                                    f"(or run {command('security')})") from None  # fmt: skip
     if REPORT_OUTPUTS is not None:
         config.stash.setdefault(REPORT_OUTPUTS, set()).add(security_report.FILE_NAME)
     settings: Settings | None = config.stash.get(SETTINGS, None)
@@ -145,7 +146,7 @@ def security_probe(request: pytest.FixtureRequest, settings: Settings) -> Securi
     """The local mesh with nginx and apache2 behind sidecars, and the corpus; skips without ``--security``."""
     config = request.config
     if not config.option.security:
-        pytest.skip("the path-normalization probe runs with --security (tox -e security)")
+        pytest.skip(f"the path-normalization probe runs with --security ({command('security')})")
     reason = unsupported_reason(settings)
     if reason:
         config.stash[_RESULTS] = []
