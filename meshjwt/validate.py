@@ -21,7 +21,15 @@ import jsonschema
 import yaml
 
 from meshjwt.errors import ConfigError
-from meshjwt.kube.validate import ISTIO_GROUPS, describe, fill, istio_schema, resources_of, validate_resource
+from meshjwt.kube.validate import (
+    ISTIO_GROUPS,
+    closest_errors,
+    describe,
+    fill,
+    istio_schema,
+    resources_of,
+    validate_resource,
+)
 from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES
 from meshjwt.localmesh.dry_run import field_of, refusals
 from meshjwt.scenarios.loader import error_line, key_line, line_of, load_file, parse_yaml, scenario_files
@@ -104,20 +112,6 @@ def policy_resources(path: Path) -> tuple[list[Located], list[str]]:
     return found, problems
 
 
-def _closest(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
-    """The errors to report for ``error``: of an anyOf/oneOf (Istio's schema: a field or null, or variants of a
-    spec), those of the alternative that came closest (fewest errors; a null alternative only if nothing else)."""
-    if not error.context:
-        return [error]
-    branches: dict[Any, list[jsonschema.ValidationError]] = {}
-    for sub in error.context:
-        branches.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else None, []).append(sub)
-    real = [errs for errs in branches.values() if not any(e.validator == "type" and e.validator_value == "null"
-                                                           for e in errs)]  # fmt: skip
-    best = min(real or list(branches.values()), key=len)
-    return [leaf for sub in best for leaf in _closest(sub)]
-
-
 def schema_problems(item: Located) -> list[str]:
     """Istio schema errors and unknown fields of one Istio resource (other kinds: :func:`kube_problems`)."""
     api, kind = str(item.resource["apiVersion"]), str(item.resource["kind"])
@@ -127,7 +121,7 @@ def schema_problems(item: Located) -> list[str]:
                 "(no Istio schema for it: check apiVersion and kind)"]  # fmt: skip
     out = []
     errors = jsonschema.Draft202012Validator(schema).iter_errors(item.resource)
-    for error in [leaf for top in sorted(errors, key=lambda e: e.path) for leaf in _closest(top)]:
+    for error in [leaf for top in sorted(errors, key=lambda e: e.path) for leaf in closest_errors(top)]:
         path = list(error.absolute_path)
         why = error.message
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):

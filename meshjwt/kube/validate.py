@@ -138,6 +138,20 @@ def istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
     return copy.deepcopy(shipped) if shipped else generated_istio_schema(api_version, kind)
 
 
+def closest_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors to report for ``error``: of an anyOf/oneOf (Istio's schema: a field or null, or variants of a
+    spec), those of the alternative that came closest (fewest errors; a null alternative only if nothing else)."""
+    if not error.context:
+        return [error]
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else None, []).append(sub)
+    real = [errs for errs in branches.values() if not any(e.validator == "type" and e.validator_value == "null"
+                                                           for e in errs)]  # fmt: skip
+    best = min(real or list(branches.values()), key=len)
+    return [leaf for sub in best for leaf in closest_errors(sub)]
+
+
 def validate_resource(doc: Mapping[str, Any], kube_version: str) -> list[str]:
     """Errors of one resource (empty list: valid)."""
     api, kind = doc.get("apiVersion"), doc.get("kind")
@@ -147,8 +161,9 @@ def validate_resource(doc: Mapping[str, Any], kube_version: str) -> list[str]:
         schema = istio_schema(api, kind)
         if schema is None:
             return [f"unknown Istio resource {api} {kind}"]
-        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(dict(doc)), key=lambda e: e.path)
-        return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors]
+        found = sorted(jsonschema.Draft202012Validator(schema).iter_errors(dict(doc)), key=lambda e: e.path)
+        errors = [leaf for top in found for leaf in closest_errors(top)]
+        return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message[:160]}" for e in errors]
     import kubernetes_validate
 
     try:
