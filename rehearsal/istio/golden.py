@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from functools import lru_cache
@@ -86,7 +87,8 @@ def download(relative: str, target: Path, base_url: str | None = None) -> Path:
         raise GoldenMissing(f"downloading Istio golden file {url} failed: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise GoldenMissing(f"cannot download Istio golden data (no network?): {url}: {reason}") from None
+        host = urllib.parse.urlsplit(url).netloc
+        raise GoldenMissing(f"cannot download Istio golden data from {host} (no network?): {reason}") from None
     digest = hashlib.sha256(body).hexdigest()
     if digest != pin["sha256"]:
         raise GoldenMissing(f"Istio golden file {url} has sha256 {digest}, pinned {pin['sha256']}: not used")
