@@ -348,6 +348,7 @@ def test_a_reference_run_says_so_first_and_in_its_mode() -> None:
     assert body.startswith('<p class="banner"><strong>Reference run:</strong> this is the reference model of '
                            "Istio 1.30 on Envoy 1.38.3, not a verdict on a running mesh.</p>")  # fmt: skip
     assert "(reference model, not a running mesh)" in page
+    assert "<h1>JWT conformance of the reference model (not a verdict on a running mesh) report: local" in page
     running = build_report([], RunInfo(target="cluster", mesh=MeshInfo("cluster", "istio", "1.30", "istiod"),
                                        timeouts={}))  # fmt: skip
     assert running["mode"] == "conformance" and 'class="banner"' not in to_html(running)

@@ -73,9 +73,15 @@ def mode(run: RunInfo) -> str:
 REHEARSAL_TITLE = "JWT rehearsal (simulated cluster, not conformance evidence)"
 
 
+#: how a reference run (the local target's model of Istio) titles itself
+REFERENCE_TITLE = "JWT conformance of the reference model (not a verdict on a running mesh)"
+
+
 def title(report: Mapping[str, Any]) -> str:
-    """``JWT conformance`` or the rehearsal's title."""
-    return REHEARSAL_TITLE if report.get("rehearsal") else "JWT conformance"
+    """``JWT conformance``, or the rehearsal's or the reference run's title."""
+    if report.get("rehearsal"):
+        return REHEARSAL_TITLE
+    return REFERENCE_TITLE if report.get("mode") == "reference" else "JWT conformance"
 
 
 def camel(name: str) -> str:
