@@ -113,6 +113,17 @@ def rehearsal_kind_leg() -> dict[str, float]:
             "exit": done.returncode}  # fmt: skip
 
 
+def golden_missing() -> str | None:
+    """Why the kind rehearsal cannot run here (Istio's golden data unavailable), or None."""
+    from rehearsal.istio.golden import GoldenMissing, golden_dir
+
+    try:
+        golden_dir()
+    except GoldenMissing as exc:
+        return str(exc)
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="repetitions of the whole run (median is printed)")
@@ -152,7 +163,9 @@ def main() -> None:
     print(f"local target benchmark ({sys.platform}, python {sys.version.split()[0]})")
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:>10}  {note}")
-    if not args.no_rehearsal:
+    if not args.no_rehearsal and (missing := golden_missing()):
+        print(f"rehearsal kind leg: not measured: {missing}")
+    elif not args.no_rehearsal:
         leg = rehearsal_kind_leg()
         print(f"rehearsal kind leg wall time: {leg['wall']:.1f} s (exit {leg['exit']}; {leg['cases']} cases run; "
               "create, Istio install, workloads, cases, delete against the simulated cluster)")  # fmt: skip

@@ -34,3 +34,29 @@ def builtin_scenarios_dir() -> Path:
 def manifests_dir() -> Path:
     """The Istio resources of the scenarios (``scenarios/``) and the sample workloads (``workloads/``)."""
     return _folder("meshjwt.manifests", "manifests")
+
+
+#: a scenario's ``manifests[].file`` that names a built-in manifest: ``builtin:scenarios/ra-httpbin-inline.yaml``
+BUILTIN_PREFIX = "builtin:"
+
+
+class UnknownManifest(ValueError):
+    """A ``manifests[].file`` reference that names no file; the message says what would."""
+
+
+def manifest_file(reference: str, relative_to: Path) -> Path:
+    """The file a scenario's ``manifests[].file`` names: ``builtin:PATH`` under :func:`manifests_dir` (wherever the
+    package is installed), anything else relative to the scenario file's folder ``relative_to``."""
+    if not reference.startswith(BUILTIN_PREFIX):
+        target = (relative_to / reference).resolve()
+        if not target.is_file():
+            raise UnknownManifest(f"{reference!r} not found (relative to the file; "
+                                  f"a built-in manifest is {BUILTIN_PREFIX}scenarios/NAME.yaml)")  # fmt: skip
+        return target
+    root = manifests_dir().resolve()
+    target = (root / reference.removeprefix(BUILTIN_PREFIX)).resolve()
+    if not target.is_file() or root not in target.parents:
+        names = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*.yaml"))
+        raise UnknownManifest(f"{reference!r} is no built-in manifest; there are: "
+                              + ", ".join(BUILTIN_PREFIX + n for n in names))  # fmt: skip
+    return target

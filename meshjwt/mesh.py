@@ -51,12 +51,17 @@ class MeshInfo:
     version: str  # "1.30", "1.12.4", ...
     jwks_fetch_mode: str  # "istiod" | "hybrid" | "envoy"
     details: Mapping[str, str] = field(default_factory=dict)
+    #: set by a target that models the mesh instead of driving a running one: what the model is (its reports say
+    #: ``mode: reference``, never a verdict on a running mesh)
+    reference: str | None = None
 
 
 class Mesh(abc.ABC):
     """A mesh the suite can drive. One instance per pytest session, chosen by ``--target``."""
 
     name: ClassVar[str]
+    #: a model of the mesh (the local reference mesh), not a running mesh: its runs are references, not verdicts
+    reference_model: ClassVar[bool] = False
     #: this target's own options, typed: one pytest flag per field; the run's values reach the target as
     #: ``settings.target_options`` (as each pytest-testinfra backend takes its own keyword arguments)
     Options: ClassVar[type[TargetOptions]] = TargetOptions

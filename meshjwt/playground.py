@@ -24,6 +24,7 @@ from meshjwt.scenarios.loader import read_resources
 from meshjwt.settings import Settings, Timeouts
 from meshjwt.targets.local import LocalMesh, LocalOptions
 from meshjwt.tokens import DEFAULT_ISSUER, DEFAULT_SUBJECT, TokenFactory
+from meshjwt.validate import KUBE_VERSION, check_policies
 
 SIDECAR_HOST = f"httpbin.{Topology().namespace}:8000"
 GATEWAY_HOST = "bookinfo.example.com"
@@ -62,7 +63,13 @@ def snapshot(directory: Path) -> Snapshot:
 
 
 def load_policies(directory: Path, variables: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Every Istio resource of the folder's YAML files (``kind: List`` expanded, ``${VAR}`` substituted)."""
+    """Every Istio resource of the folder's YAML files (``kind: List`` expanded, ``${VAR}`` substituted), refused
+    as ``meshjwt validate`` refuses them (ConfigError: its first line), so that the two agree on every file."""
+    files = policy_files(directory)
+    problems, _ = check_policies(files, KUBE_VERSION)
+    if problems:
+        more = f" (and {len(problems) - 1} more: meshjwt validate {directory})" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
     return [
         substitute(resource, variables, where=str(path))
         for path in policy_files(directory)

@@ -7,10 +7,12 @@ instead of any found in the current folder or its parents, so the suite behaves 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+from meshjwt import launcher
 from meshjwt.data import suites_dir
 
 
@@ -21,7 +23,15 @@ def pytest_args(user_args: Sequence[str], cwd: Path | None = None) -> list[str]:
 
 
 def main(user_args: Sequence[str]) -> int:
-    """Run the suites; pytest's exit code."""
+    """Run the suites; pytest's exit code. Messages of the run name ``meshjwt`` commands (:mod:`meshjwt.launcher`)."""
     import pytest  # the suite's imports only when running it
 
-    return int(pytest.main(pytest_args(user_args)))
+    previous = os.environ.get(launcher.ENV_VAR)
+    os.environ[launcher.ENV_VAR] = "meshjwt"
+    try:
+        return int(pytest.main(pytest_args(user_args)))
+    finally:  # called in process (tests), the caller's environment is left as it was
+        if previous is None:
+            os.environ.pop(launcher.ENV_VAR, None)
+        else:
+            os.environ[launcher.ENV_VAR] = previous

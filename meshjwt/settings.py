@@ -112,7 +112,18 @@ class Settings:
     target_options: TargetOptions = field(default_factory=TargetOptions)
     #: the mesh's ``pathNormalization`` for this run (``--path-normalization``'s first mode; None: not set)
     path_normalization: str | None = None
+    #: the security qualification (``--security``): its reports go to a folder of their own
+    security: bool = False
+
+    @property
+    def run_kind(self) -> str:
+        """The kind of run, which names its report folder: the target, or ``security`` (``security-<target>``
+        on a target other than local) for the security qualification."""
+        if not self.security:
+            return self.target
+        return "security" if self.target == "local" else f"security-{self.target}"
 
     @property
     def target_reports_dir(self) -> Path:
-        return self.reports_dir / self.target
+        """``<reports dir>/<run kind>/``: no kind of run overwrites another's reports."""
+        return self.reports_dir / self.run_kind

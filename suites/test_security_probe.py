@@ -1,15 +1,14 @@
 """The path-normalization probe (``--security``): one test per mode × backend × policy."""
 
-import pytest
-
 from meshjwt.security.probe import MIN_REQUESTS
+from meshjwt.security.pytest_plugin import cannot_run
 
 
-def test_path_normalization_probe(probe_combination, security_probe):
+def test_path_normalization_probe(probe_combination, security_probe, request):
     """Without a token, no corpus request gets the secret unless the mode's documented weakness explains it."""
     result = security_probe.run(*probe_combination)
     if result.unsupported:
-        pytest.skip(f"unsupported: {result.unsupported}")
+        cannot_run(request.config, result.unsupported)
     assert result.problem is None, f"{result.line}: {result.problem}"
     assert result.requests >= min(MIN_REQUESTS, len(security_probe.corpus.paths)), (
         f"{result.line}: the time budget (--probe-max-seconds) ran out before {MIN_REQUESTS} requests"

@@ -1,19 +1,22 @@
 """Where Istio's golden test data lives, and how a golden test reacts when it is absent; a structural diff.
 
-The data (``../shared/istio-golden/`` beside the checkout, or ``$MESHJWT_ISTIO_GOLDEN``, the folder that
-holds ``authz/`` and ``authn/``) is read in place, never copied. Without it the golden test modules skip
-with the reason; in CI (``$CI`` set) one test fails with that line too, since there the checks must run.
+The data (``$MESHJWT_ISTIO_GOLDEN``, else ``../shared/istio-golden/`` beside the checkout, else a cache filled
+from Istio's repository at the pinned commit: :mod:`rehearsal.istio.golden`) is read in place, never copied
+into the repository. When none of them can provide it, the golden tests skip with the reason; under ``CI=true``
+they fail with it instead, since there the checks must run.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
+from meshjwt.notrun import in_ci
 from rehearsal.istio.golden import ENV_VAR as ENV
+from rehearsal.istio.golden import GoldenMissing, golden_dir
 from rehearsal.istio.golden import golden_root as _root
 
 #: what the golden tests read, under golden_root()
@@ -33,16 +36,24 @@ def missing(env: dict[str, str] | None = None) -> str | None:
     return f"Istio golden data absent: {', '.join(absent)} (put istio-golden beside the checkout or set {ENV})"
 
 
-def require(sub: str) -> Path:
-    """``golden_root()/sub``; at module level, skips the module with the reason when it is absent.
+def unavailable(reason: str, module: bool = False) -> NoReturn:
+    """A golden check that cannot run: a skip with ``reason``, or under ``CI=true`` a failure (never a skip)."""
+    if in_ci():
+        pytest.fail(f"{reason}; CI must run the golden checks", pytrace=False)
+    pytest.skip(reason, allow_module_level=module)
 
-    (In CI the absence fails :func:`tests.test_golden_helpers.test_golden_data_is_there_in_ci` instead, one
-    failing test with one line, so the rest of the run still reports.)
-    """
-    path = golden_root() / sub
-    if not path.exists():
-        pytest.skip(missing() or f"{path} is absent", allow_module_level=True)
-    return path
+
+def need(sub: str, module: bool = False) -> Path:
+    """``golden_root()/sub`` (downloaded into the cache if that is where it is looked for), else :func:`unavailable`."""
+    try:
+        return golden_dir(sub)
+    except GoldenMissing as exc:
+        unavailable(str(exc), module)
+
+
+def require(sub: str) -> Path:
+    """:func:`need` at module level: the module skips (fails under CI) when the data is unavailable."""
+    return need(sub, module=True)
 
 
 def diff(got: Any, want: Any, path: str = "$") -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from istio_golden import assert_same, require
+from istio_golden import assert_same, need
 
 from meshjwt.keys import KeySet
 from meshjwt.localmesh.control_plane import ControlPlane, Proxy
@@ -29,7 +29,8 @@ from meshjwt.localmesh.translate.authn import space_delimited_claims as build_sp
 from meshjwt.localmesh.translate.network import static_cluster
 from meshjwt.localmesh.world import Workload, World
 
-GO_TEST = require("authn/policy_applier_test.go")
+#: Istio's Go test, under the golden folder: only the transcription check reads it (the rest runs on tests/data/)
+GO_TEST = "authn/policy_applier_test.go"
 DATA = yaml.safe_load((Path(__file__).parent / "data" / "istio_jwt_authn_golden.yaml").read_text())
 GO_FUNCTIONS = ("TestJwtFilter", "TestConvertToEnvoyJwtConfig", "TestBuildSpaceDelimitedClaims")
 
@@ -199,7 +200,7 @@ def test_the_local_gateway_gets_clear_route_cache(served_jwks: tuple[str, int]) 
 
 def _go_cases(function: str) -> dict[str, str]:
     """The case blocks of one Go test function: name -> its source text."""
-    text = GO_TEST.read_text()
+    text = need(GO_TEST).read_text()
     start = text.index(f"func {function}(")
     end = text.find("\nfunc ", start + 1)
     body = text[start : end if end > 0 else len(text)]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from meshjwt import data, validate
+from meshjwt import data
 from meshjwt.__main__ import main
+from meshjwt.kube import validate as kube_validate
 from meshjwt.run import pytest_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def test_validate_accepts_the_repositorys_files(capsys):
     [
         ("empty.yaml", "", "empty.yaml: empty: no Kubernetes resource in the file"),
         ("bad.yaml", "a: [", "bad.yaml:1: not valid YAML"),
-        ("list.yaml", "- 1\n", "list.yaml: document 1 is not a Kubernetes resource"),
+        ("list.yaml", "- 1\n", "list.yaml:1: document 1 is not a Kubernetes resource"),
         ("s.yaml", SCENARIO_HEAD + "cases:\n  - {name: c, expect: {status: 9}}\n", "s.yaml:6: at cases/0"),
         ("ref.yaml", SCENARIO_HEAD + "manifests: [{file: nope.yaml}]\n" + ONE_CASE, "ref.yaml:5: manifests[0].file"),
     ],
@@ -62,14 +63,16 @@ def test_validate_names_file_and_line(tmp_path, capsys, name, text, expected):
     assert err and err[0].startswith(str(tmp_path)) and expected in err[0], err
 
 
-def test_validate_uses_the_schemas_when_installed(tmp_path, capsys):
-    if not validate.schemas_available():
-        pytest.skip("the lint extra (kubernetes-validate, cloudcoil-models-istio) is not installed")
+def test_validate_checks_istios_schema_with_the_base_install(tmp_path, capsys, monkeypatch):
+    """The Istio schemas ship with the package: no lint extra needed (cloudcoil is never asked)."""
+    monkeypatch.setattr(kube_validate, "generated_istio_schema", lambda *a: pytest.fail("cloudcoil used"))
+    kube_validate.istio_schema.cache_clear()
     policy = tmp_path / "p.yaml"
     policy.write_text("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n"
-                      "spec: {action: ALOW}\n")  # fmt: skip
+                      "spec:\n  action: ALOW\n")  # fmt: skip
     assert main(["validate", str(policy)]) == 1
-    assert "AuthorizationPolicy/p" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines() == [f"{policy}:5: spec.action: 'ALOW' is not one of "
+                                                    "['ALLOW', 'DENY', 'AUDIT', 'CUSTOM']"]  # fmt: skip
 
 
 def test_validate_bad_usage(tmp_path, capsys):

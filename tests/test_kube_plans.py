@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from istio_golden import golden_root
+from istio_golden import need
 
 from meshjwt import pki
 from meshjwt.errors import ConfigError
@@ -245,7 +245,6 @@ def test_each_target_owns_typed_options_that_are_argparse_ready():
     assert ClusterOptions.of(kind) == ClusterOptions(kubectl_path="k")
 
 
-INJECT_GOLDEN = golden_root() / "inject"
 
 
 def _running(template_spec: dict) -> dict:
@@ -257,13 +256,12 @@ def _running(template_spec: dict) -> dict:
             "containerStatuses": statuses}}  # fmt: skip
 
 
-@pytest.mark.skipif(not INJECT_GOLDEN.is_dir(), reason=f"Istio golden folder {INJECT_GOLDEN} is absent")
 @pytest.mark.parametrize(("golden", "proxy"), [("gateway.yaml.injected", "gateway"), ("hello.yaml.injected", "sidecar"),
                                                ("native-sidecar.yaml.injected", "sidecar")])  # fmt: skip
 def test_pods_as_istio_injects_them_are_ready_for_their_proxy_kind(golden, proxy):
     """Istio's gateway pod has one container, istio-proxy: ready as a gateway, refused as 'no proxy' (the
     kind target used to wait for the ingress gateway with 'no istio-proxy allowed' and never got there)."""
-    obj = next(d for d in yaml.safe_load_all((INJECT_GOLDEN / golden).read_text()) if d)
+    obj = next(d for d in yaml.safe_load_all((need("inject") / golden).read_text()) if d)
     spec = obj["spec"]["template"]["spec"] if obj["kind"] == "Deployment" else obj["spec"]
     pod = _running(spec)
     assert readiness.pod_ready(pod, proxy=proxy)[0], readiness.pod_ready(pod, proxy=proxy)

@@ -31,12 +31,16 @@ def test_kind_without_docker_fails_fast_with_one_line(tmp_path, monkeypatch):
     from meshjwt.targets.kind import KindMesh
 
     mesh = KindMesh(settings("kind"), JWKS)
+    monkeypatch.setenv("TOX_ENV_NAME", "e2e")
     started = time.monotonic()
     with pytest.raises(EnvironmentProblem) as raised:
         mesh.start()
     assert time.monotonic() - started < 5
     message = str(raised.value)
-    assert "\n" not in message and "Docker" in message and "tox -e local" in message
+    assert "\n" not in message and "Docker" in message and "`tox -e local`" in message
+    monkeypatch.setenv("MESHJWT_LAUNCHER", "meshjwt")  # started by `meshjwt run`: its user has no tox env
+    with pytest.raises(EnvironmentProblem, match="with `meshjwt run --target local`$"):
+        mesh.start()
     mesh.stop()  # safe after a failed start
     mesh.stop()
     assert not list(tmp_path.rglob("kind"))  # nothing downloaded before the check
@@ -222,3 +226,24 @@ def test_no_kubeconfig_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(ConfigError, match="^no kubeconfig: pass --kubeconfig or set KUBECONFIG$"):
         ClusterMesh(settings("cluster"), JWKS).start()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hello: world\n", "has no clusters: pass --kubeconfig with the cluster's kubeconfig"),
+        ("clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+         "contexts: [{name: a, context: {cluster: c}}]\n",
+         "has no current context: pass --context NAME (its contexts: a)"),
+    ],
+)
+def test_a_kubeconfig_without_clusters_or_current_context_is_one_line(tmp_path, monkeypatch, text, expected):
+    """A hand-written kubeconfig used to reach kubectl: 'connection to the server localhost:8080 was refused'."""
+    from meshjwt.errors import ConfigError
+    from meshjwt.targets.cluster import ClusterMesh
+
+    config = tmp_path / "kubeconfig"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        ClusterMesh(settings("cluster", kubeconfig=str(config)), JWKS).start()
+    assert str(refused.value) == f"kubeconfig {config} {expected}"

@@ -86,7 +86,7 @@ def test_scenario_bad_enum_and_missing_file(tmp_path):
     scenario.write_text(SCENARIO.replace("action: DENY", "action: REJECT"))
     problems = validate.validate_paths([scenario], KUBE)
     assert any("AuthorizationPolicy/deny" in p and "REJECT" in p for p in problems)
-    assert any("extra.yaml not found" in p for p in problems)
+    assert any("'extra.yaml' not found" in p for p in problems)
 
 
 def test_cli_exit_codes(tmp_path, capsys):

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "meshjwt"
 FLOORS: dict[str, int] = {
     # 0: facts and shared types every layer may use
     "__version__": 0, "errors": 0, "keys": 0, "tokens": 0, "pki": 0, "settings": 0, "mesh": 0, "data": 0,
-    "samples": 0, "features": 0, "placeholders": 0, "jwks_compare": 0,
+    "samples": 0, "features": 0, "placeholders": 0, "jwks_compare": 0, "notrun": 0, "launcher": 0,
     # 1: machinery with one job each: convergence, the reference mesh's parts, the cluster tools
     "converge": 1, "localmesh": 1, "kube": 1,
     # 2: scenarios (model, loader, runner)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from istio_golden import need
 from kubeapi_stub import StubApi
 
 from meshjwt.kube import plans
@@ -34,10 +35,7 @@ CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBrehearsal\n-----END CERTIFICATE-----\
 
 @pytest.fixture(scope="module")
 def golden_root() -> Path:
-    try:
-        return golden.golden_dir()
-    except golden.GoldenMissing as exc:
-        pytest.skip(str(exc))
+    return need("")
 
 
 @pytest.fixture(scope="module")

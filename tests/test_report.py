@@ -195,6 +195,7 @@ def test_end_to_end_run_writes_the_report_and_prints_the_table(pytester: pytest.
     assert (tmp_path / "local" / "junit.xml").is_file()
     assert "path-exclusion" in (tmp_path / "local" / "conformance-report.html").read_text(encoding="utf-8")
     assert report["kind"] == KIND and report["target"] == "local" and report["result"] == "success"
+    assert report["mode"] == "reference" and "not a verdict on a running mesh" in report["reference"]["note"]
     assert report["implementation"]["organization"] == "ACME"
     assert [c["id"] for c in report["claims"]] == ["path-exclusion"]
     claim = report["claims"][0]
@@ -264,6 +265,8 @@ def test_failing_run_still_writes_the_report(pytester: pytest.Pytester, tmp_path
     assert "result: failure (0 passed, 2 failed, 0 unsupported)" in proc.stdout.str()
     html = (tmp_path / "local" / "conformance-report.html").read_text(encoding="utf-8")
     assert 'class="failure"' in html and "wrong-on-purpose" in html
+    assert teapot["artifacts"] == "artifacts/wrong-on-purpose__teapot/"  # the failed case's diagnostics
+    assert (tmp_path / "local" / teapot["artifacts"]).is_dir() and f'<a href="{teapot["artifacts"]}">' in html
     text = (tmp_path / "local" / "conformance-report.yaml").read_text(encoding="utf-8")
     assert "eyJhbGciOi" not in text and "eyJhbGciOi" not in html  # not even a truncated token
 
@@ -329,3 +332,30 @@ def test_cases_skipped_before_the_runner_are_reported_unsupported(pytester: pyte
     assert [c["name"] for c in skipped] == ["products-0-valid-token"]
     assert "exempt" in skipped[0]["detail"] and skipped[0]["attempts"] == 0
     assert "result: partial (2 passed, 0 failed, 1 unsupported)" in proc.stdout.str()
+
+
+def _reference_report(**run: object) -> dict:
+    mesh = MeshInfo("local", "istio", "1.30", "istiod", {"envoy": "1.38.3"},
+                    reference="the reference model of Istio 1.30 on Envoy 1.38.3, not a verdict on a running mesh")
+    return build_report([], RunInfo(target="local", mesh=mesh, timeouts={}, **run))  # type: ignore[arg-type]
+
+
+def test_a_reference_run_says_so_first_and_in_its_mode() -> None:
+    report = _reference_report()
+    assert report["mode"] == "reference"
+    page = to_html(report)
+    body = page[page.index("<body>") + len("<body>"):]
+    assert body.startswith('<p class="banner"><strong>Reference run:</strong> this is the reference model of '
+                           "Istio 1.30 on Envoy 1.38.3, not a verdict on a running mesh.</p>")  # fmt: skip
+    assert "(reference model, not a running mesh)" in page
+    assert "<h1>JWT conformance of the reference model (not a verdict on a running mesh) report: local" in page
+    running = build_report([], RunInfo(target="cluster", mesh=MeshInfo("cluster", "istio", "1.30", "istiod"),
+                                       timeouts={}))  # fmt: skip
+    assert running["mode"] == "conformance" and 'class="banner"' not in to_html(running)
+
+
+def test_identity_rows_say_not_given_when_empty() -> None:
+    page = to_html(_reference_report(implementation=Implementation(organization="ACME")))
+    assert "<tr><th>Implementation organization</th><td>ACME</td></tr>" in page
+    for field in ("project", "url", "version", "contact"):
+        assert f"<tr><th>Implementation {field}</th><td><i>not given</i></td></tr>" in page

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from meshjwt.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = str(ROOT / "suites")
 pytest_plugins = ["pytester"]
@@ -47,10 +49,25 @@ def test_a_run_starts_by_removing_the_previous_runs_outputs(pytester: pytest.Pyt
     local = pytester.path / "r" / "local"
     (local / "artifacts" / "old-case").mkdir(parents=True)
     (local / "conformance-report.html").write_text("stale")
+    (local / "security-report.yaml").write_text("stale: a security run's, from before security runs had a folder")
     result = pytester.runpytest(SUITES, "-k", "products-0-no-token", "--reports-dir", "r", "--no-report")
     result.assert_outcomes(passed=1)
     assert not (local / "artifacts").exists() and not (local / "conformance-report.html").exists()
+    assert not (local / "security-report.yaml").exists(), "a report file this run did not write is not left"
     assert "products-0-no-token" in (local / "junit.xml").read_text()
+
+
+def test_the_security_qualification_has_its_own_report_folder(pytester: pytest.Pytester):
+    """tox -e security used to write reports/local/: its 53-case report replaced the conformance run's."""
+    pytester.runpytest(SUITES, "--security", "--co", "-q", "--reports-dir", "r")
+    assert (pytester.path / "r" / "security").is_dir() and not (pytester.path / "r" / "local").exists()
+
+
+def test_each_run_kind_names_its_report_folder():
+    assert Settings().target_reports_dir == Path("reports") / "local"
+    assert Settings(security=True).target_reports_dir == Path("reports") / "security"
+    assert Settings(target="kind", security=True).target_reports_dir == Path("reports") / "security-kind"
+    assert Settings(target="cluster", reports_dir=Path("r")).target_reports_dir == Path("r") / "cluster"
 
 
 def test_collect_only_leaves_the_previous_outputs(pytester: pytest.Pytester):

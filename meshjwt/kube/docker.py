@@ -7,8 +7,7 @@ import shutil
 import subprocess
 
 from meshjwt.errors import EnvironmentProblem
-
-HINT = "run the local reference mesh instead with `tox -e local` (or pytest --target local)"
+from meshjwt.launcher import command
 
 
 def docker_engine_problem(timeout: float = 3.0, docker: str = "docker") -> str | None:
@@ -37,4 +36,5 @@ def require_docker(timeout: float = 3.0) -> None:
     """Raise EnvironmentProblem with one line if kind cannot run here."""
     problem = docker_engine_problem(timeout)
     if problem:
-        raise EnvironmentProblem(f"--target kind needs a running Docker engine: {problem}; {HINT}")
+        raise EnvironmentProblem(f"--target kind needs a running Docker engine: {problem}; "
+                                 f"run the local reference mesh instead with `{command('local')}`")

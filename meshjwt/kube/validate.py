@@ -11,14 +11,17 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import json
 import sys
 from collections.abc import Iterator, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from meshjwt.data import UnknownManifest, manifest_file
 from meshjwt.kube.versions import DEFAULT_ISTIO, ISTIO_RELEASES
 from meshjwt.placeholders import substitute
 from meshjwt.samples import EXTERNAL_JWKS_HOST
@@ -93,9 +96,18 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
-@functools.cache
-def istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
-    """Istio's schema of ``kind`` at ``api_version`` (None when unknown)."""
+#: the Istio kinds whose schemas ship with the package (``istio-schemas.json``), so that the base install checks
+#: policies: the kinds the local mesh translates or names in its refusals, in each served apiVersion
+SHIPPED_KINDS = {
+    "security.istio.io": (("v1", "v1beta1"), ("RequestAuthentication", "AuthorizationPolicy", "PeerAuthentication")),
+    "networking.istio.io": (("v1", "v1beta1", "v1alpha3"), ("ServiceEntry", "DestinationRule")),
+}
+SHIPPED_FILE = "istio-schemas.json"
+
+
+def generated_istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    """Istio's schema of ``kind`` at ``api_version`` from cloudcoil-models-istio (the ``lint`` extra), strict and
+    with :data:`NEWER_FIELDS`; None when unknown or the package is not installed."""
     group, _, version = api_version.partition("/")
     try:
         module = importlib.import_module(f"cloudcoil.models.istio.{ISTIO_GROUPS[group]}.{version}")
@@ -107,6 +119,40 @@ def istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
     return schema
 
 
+def generate_shipped() -> dict[str, Any]:
+    """The content of ``istio-schemas.json`` (``python -m meshjwt.kube.validate --write-istio-schemas``)."""
+    return {f"{group}/{version} {kind}": generated_istio_schema(f"{group}/{version}", kind)
+            for group, (versions, kinds) in SHIPPED_KINDS.items()
+            for version in versions for kind in kinds}  # fmt: skip
+
+
+@functools.cache
+def shipped_schemas() -> dict[str, Any]:
+    """The schemas shipped with the package (``meshjwt/kube/istio-schemas.json``)."""
+    return json.loads(resources.files("meshjwt.kube").joinpath(SHIPPED_FILE).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def istio_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    """Istio's schema of ``kind`` at ``api_version``: shipped, else from the ``lint`` extra; None when unknown."""
+    shipped = shipped_schemas().get(f"{api_version} {kind}")
+    return copy.deepcopy(shipped) if shipped else generated_istio_schema(api_version, kind)
+
+
+def closest_errors(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors to report for ``error``: of an anyOf/oneOf (Istio's schema: a field or null, or variants of a
+    spec), those of the alternative that came closest (fewest errors; a null alternative only if nothing else)."""
+    if not error.context:
+        return [error]
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else None, []).append(sub)
+    real = [errs for errs in branches.values() if not any(e.validator == "type" and e.validator_value == "null"
+                                                           for e in errs)]  # fmt: skip
+    best = min(real or list(branches.values()), key=len)
+    return [leaf for sub in best for leaf in closest_errors(sub)]
+
+
 def validate_resource(doc: Mapping[str, Any], kube_version: str) -> list[str]:
     """Errors of one resource (empty list: valid)."""
     api, kind = doc.get("apiVersion"), doc.get("kind")
@@ -116,8 +162,9 @@ def validate_resource(doc: Mapping[str, Any], kube_version: str) -> list[str]:
         schema = istio_schema(api, kind)
         if schema is None:
             return [f"unknown Istio resource {api} {kind}"]
-        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(dict(doc)), key=lambda e: e.path)
-        return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors]
+        found = sorted(jsonschema.Draft202012Validator(schema).iter_errors(dict(doc)), key=lambda e: e.path)
+        errors = [leaf for top in found for leaf in closest_errors(top)]
+        return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message[:160]}" for e in errors]
     import kubernetes_validate
 
     try:
@@ -140,10 +187,10 @@ def resources_of(path: Path) -> Iterator[tuple[str, Any]]:
                 if isinstance(entry, dict) and "inline" in entry:
                     yield f"manifests[{number}] (inline)", fill(entry["inline"])
                 elif isinstance(entry, dict) and "file" in entry:
-                    ref = path.parent / entry["file"]  # as the scenario loader resolves it
-                    ref = ref if ref.is_file() else None
-                    if ref is None:
-                        yield f"manifests[{number}]", {"__error__": f"file {entry['file']} not found"}
+                    try:  # as the scenario loader resolves it
+                        ref = manifest_file(entry["file"], path.parent)
+                    except UnknownManifest as exc:
+                        yield f"manifests[{number}]", {"__error__": f"file {exc}"}
                         continue
                     for where, resource in resources_of(ref):
                         yield f"manifests[{number}] {ref}: {where}", resource
@@ -191,10 +238,17 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m meshjwt.kube.validate", description=__doc__.splitlines()[0]
     )
     parser.add_argument("paths", nargs="*", type=Path)
+    parser.add_argument("--write-istio-schemas", action="store_true",
+                        help=f"regenerate meshjwt/kube/{SHIPPED_FILE} from cloudcoil-models-istio")  # fmt: skip
     parser.add_argument(
         "--kubernetes-version", default=ISTIO_RELEASES[DEFAULT_ISTIO].node_version.lstrip("v")
     )
     args = parser.parse_args(argv)
+    if args.write_istio_schemas:
+        target = Path(__file__).with_name(SHIPPED_FILE)
+        target.write_text(json.dumps(generate_shipped(), sort_keys=True, separators=(",", ":")) + "\n")
+        print(f"validate: wrote {target}")
+        return 0
     paths = args.paths or [Path(p) for p in DEFAULT_PATHS if Path(p).exists()]
     missing = [p for p in paths if not p.exists()]
     if missing:

@@ -54,13 +54,34 @@ class RunInfo:
     rehearsal: str | None = None  # set when the cluster was simulated: what ran, never conformance evidence
 
 
+#: the folder, in a report folder, of the diagnostics of failed cases
+ARTIFACTS_DIR = "artifacts"
+
+
+def artifacts_path(case_id: str) -> str:
+    """Where a case's diagnostics go, relative to its report folder: ``artifacts/<scenario>__<case>``."""
+    return f"{ARTIFACTS_DIR}/{case_id.replace('/', '__')}"
+
+
+def mode(run: RunInfo) -> str:
+    """What kind of evidence the report is: ``rehearsal`` (simulated cluster), ``reference`` (the reference model of
+    Istio, e.g. the local target) or ``conformance`` (a running mesh)."""
+    return "rehearsal" if run.rehearsal else "reference" if run.mesh.reference else "conformance"
+
+
 #: how a rehearsal report titles itself, wherever it is shown
 REHEARSAL_TITLE = "JWT rehearsal (simulated cluster, not conformance evidence)"
 
 
+#: how a reference run (the local target's model of Istio) titles itself
+REFERENCE_TITLE = "JWT conformance of the reference model (not a verdict on a running mesh)"
+
+
 def title(report: Mapping[str, Any]) -> str:
-    """``JWT conformance`` or the rehearsal's title."""
-    return REHEARSAL_TITLE if report.get("rehearsal") else "JWT conformance"
+    """``JWT conformance``, or the rehearsal's or the reference run's title."""
+    if report.get("rehearsal"):
+        return REHEARSAL_TITLE
+    return REFERENCE_TITLE if report.get("mode") == "reference" else "JWT conformance"
 
 
 def camel(name: str) -> str:
@@ -238,8 +259,9 @@ def build_report(results: Iterable[CaseResult], run: RunInfo) -> dict[str, Any]:
         "suiteVersion": __version__,
         "target": run.target,
         # a rehearsal runs the suite's own code against a simulated cluster: it is never conformance evidence
-        "mode": "rehearsal" if run.rehearsal else "conformance",
+        "mode": mode(run),
         **({"rehearsal": {"simulatedCluster": True, "note": run.rehearsal}} if run.rehearsal else {}),
+        **({"reference": {"note": mesh.reference}} if mesh.reference and not run.rehearsal else {}),
         "mesh": {"flavor": mesh.flavor, "version": mesh.version, "jwksFetchMode": mesh.jwks_fetch_mode,
                  "details": {k: scrub(str(v)) for k, v in mesh.details.items()}},  # fmt: skip
         "implementation": run.implementation.as_dict(),

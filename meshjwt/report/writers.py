@@ -16,6 +16,7 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+.banner{background:#fff3cd;border:1px solid #e0c060;padding:.6em 1em;font-size:1.05em}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;font-size:.9em}
 th{background:#f3f3f3} td.num{text-align:right} code{font-size:.85em;word-break:break-all}
@@ -62,14 +63,30 @@ def _expected(expected: Mapping[str, Any]) -> str:
     return text + (f"<br><small>{_e(expected['reason'])}</small>" if expected.get("reason") else "")
 
 
+#: an identity field (--report-organization ...) the run was not given
+NOT_GIVEN = "<i>not given</i>"
+
+
+def _banner(report: Mapping[str, Any]) -> str:
+    """What kind of evidence this is, first thing on the page: a reference model or a rehearsal is no verdict."""
+    if report.get("rehearsal"):
+        return f'<p class="banner"><strong>Rehearsal:</strong> {_e(report["rehearsal"]["note"])}</p>'
+    if report.get("reference"):
+        return f'<p class="banner"><strong>Reference run:</strong> this is {_e(report["reference"]["note"])}.</p>'
+    return ""
+
+
 def _meta(report: Mapping[str, Any]) -> str:
     mesh, impl = report["mesh"], report["implementation"]
     rows = [
         ("Result", _badge(report["result"]) + (" (interrupted)" if report.get("interrupted") else "")),
         ("Date", _e(report["date"])), ("Suite version", _e(report["suiteVersion"])), ("Target", _e(report["target"])),
-        ("Mesh", _e(f"{mesh['flavor']} {mesh['version']}, JWKS fetch mode {mesh['jwksFetchMode']}")),
+        ("Mode", _e(report.get("mode", "conformance"))),
+        ("Mesh", _e(f"{mesh['flavor']} {mesh['version']}, JWKS fetch mode {mesh['jwksFetchMode']}"
+                    + (" (reference model, not a running mesh)" if report.get("mode") == "reference" else ""))),
         *[(f"Mesh {k}", _e(v)) for k, v in mesh.get("details", {}).items()],
-        *[(f"Implementation {k}", _e(", ".join(v) if isinstance(v, list) else v)) for k, v in impl.items() if v],
+        *[(f"Implementation {k}", _e(", ".join(v) if isinstance(v, list) else v) if v else NOT_GIVEN)
+          for k, v in impl.items()],
         ("Suite sharpness", _e(f"{report['sharpness']['score']} ({report['sharpness']['meaning']})")
          if report.get("sharpness") else "-"),
         ("Timeouts", _e(", ".join(f"{k}={v:g}" for k, v in report["timeouts"].items()))),
@@ -96,13 +113,20 @@ def _summary(report: Mapping[str, Any]) -> str:
     return f'<table class="summary">{head}{rows}</table>'
 
 
+def _diagnostics(case: Mapping[str, Any]) -> str:
+    """A failed case's link to its diagnostics folder (``artifacts/...``, beside the report), if collected."""
+    return f'<br><a href="{_e(case["artifacts"])}">diagnostics</a>' if case.get("artifacts") else ""
+
+
 def _claim(claim: Mapping[str, Any]) -> str:
     head = "<tr><th>Case</th><th>Request</th><th>Expected</th><th>Observed</th><th>Verdict</th><th>Attempts</th></tr>"
     rows = "".join(
         f"<tr><td>{_e(c['name'])}{'<br><small>' + _e(c['description']) + '</small>' if c.get('description') else ''}"
         f"</td><td><code>{_e(c['request'])}</code></td><td>{_expected(c['expected'])}</td>"
         f"<td><code>{_e(c['observed'])}</code>{'<br><small>' + _e(c['detail']) + '</small>' if c.get('detail') else ''}"
-        f"</td><td>{_badge(c['verdict'])}</td><td class=\"num\">{c['attempts']}</td></tr>"
+        f"</td><td>{_badge(c['verdict'])}"
+        f"{_diagnostics(c)}"
+        f"</td><td class=\"num\">{c['attempts']}</td></tr>"
         for c in claim["cases"]
     )
     is_open = " open" if claim["result"] == "failure" else ""
@@ -163,14 +187,12 @@ def _security(section: Mapping[str, Any] | None) -> str:
 
 def to_html(report: Mapping[str, Any]) -> str:
     """A single HTML page (inline CSS, no scripts or external resources)."""
-    rehearsal = report.get("rehearsal")
     title = f"{report_title(report)} report: {report['target']} — {report['result']}"
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-        f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
+        f"<style>{_CSS}</style></head><body>{_banner(report)}<h1>{_e(title)}</h1>"
         f"<p><code>{_e(report['apiVersion'])}</code> {_e(report['kind'])}</p>"
-        + (f"<p><strong>Rehearsal:</strong> {_e(rehearsal['note'])}</p>" if rehearsal else "")
-        + f"{_meta(report)}"
+        f"{_meta(report)}"
         f"<h2>Claims</h2>{_summary(report)}<h2>Cases</h2>{''.join(_claim(c) for c in report['claims'])}"
         f"{_security(report.get('security'))}</body></html>\n"
     )

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from meshjwt.data import builtin_scenarios_dir
+from meshjwt.data import UnknownManifest, builtin_scenarios_dir, manifest_file
 from meshjwt.errors import ConfigError
 from meshjwt.mesh import Request
 from meshjwt.placeholders import substitute
@@ -49,7 +49,7 @@ def schema() -> dict[str, Any]:
     return json.loads(resources.files("meshjwt.scenarios").joinpath("schema.json").read_text())
 
 
-def _line_of(node: yaml.Node, path: Iterable[Any]) -> int:
+def line_of(node: yaml.Node, path: Iterable[Any]) -> int:
     """1-based line of the YAML node at ``path`` (the deepest node that exists)."""
     for step in path:
         if isinstance(node, yaml.MappingNode):
@@ -64,7 +64,7 @@ def _line_of(node: yaml.Node, path: Iterable[Any]) -> int:
     return node.start_mark.line + 1
 
 
-def _key_line(node: yaml.Node, path: Iterable[Any], keys: Iterable[str]) -> int | None:
+def key_line(node: yaml.Node, path: Iterable[Any], keys: Iterable[str]) -> int | None:
     """1-based line of the first of ``keys`` in the mapping at ``path`` (None if it is not there)."""
     for step in path:
         child = None
@@ -81,14 +81,14 @@ def _key_line(node: yaml.Node, path: Iterable[Any], keys: Iterable[str]) -> int 
     return None
 
 
-def _error_line(node: yaml.Node, error: jsonschema.ValidationError) -> int:
+def error_line(node: yaml.Node, error: jsonschema.ValidationError) -> int:
     """The line to blame: an unexpected field's own line, else the deepest node on the error's path."""
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = set(error.schema.get("properties", {}))
-        line = _key_line(node, error.absolute_path, [k for k in error.instance if k not in known])
+        line = key_line(node, error.absolute_path, [k for k in error.instance if k not in known])
         if line is not None:
             return line
-    return _line_of(node, error.absolute_path)
+    return line_of(node, error.absolute_path)
 
 
 def scenario_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -136,7 +136,7 @@ def load_file(file: Path) -> list[Scenario]:
         if errors:
             error = jsonschema.exceptions.best_match(errors)
             where = "/".join(str(p) for p in error.absolute_path) or "(document)"
-            raise ScenarioError(f"{file}:{_error_line(node, error)}: at {where}: {error.message}")
+            raise ScenarioError(f"{file}:{error_line(node, error)}: at {where}: {error.message}")
         scenarios.append(_build(file, node, doc))
     if not scenarios:
         raise ScenarioError(f"{file}: empty: no scenario in the file (a scenario file needs at least one document)")
@@ -149,10 +149,11 @@ def _resources(file: Path, node: yaml.Node, doc: Mapping[str, Any]) -> list[Mapp
         if "inline" in item:
             out.append(item["inline"])
             continue
-        target = (file.parent / item["file"]).resolve()
-        line = _line_of(node, ["manifests", i, "file"])
-        if not target.is_file():
-            raise ScenarioError(f"{file}:{line}: manifests[{i}].file {item['file']!r} not found (relative to the file)")
+        line = line_of(node, ["manifests", i, "file"])
+        try:
+            target = manifest_file(item["file"], file.parent)
+        except UnknownManifest as exc:
+            raise ScenarioError(f"{file}:{line}: manifests[{i}].file {exc}") from None
         try:
             out += read_resources(target)
         except ConfigError as exc:
@@ -234,7 +235,7 @@ def _build(file: Path, node: yaml.Node, doc: Mapping[str, Any]) -> Scenario:
     names: set[str] = set()
     for index, raw_case in enumerate(doc["cases"]):
         for case in _expand(raw_case):
-            line = _line_of(node, ["cases", index])
+            line = line_of(node, ["cases", index])
             if case["name"] in names:
                 raise ScenarioError(f"{file}:{line}: case name {case['name']!r} is used twice in {doc['name']}")
             names.add(case["name"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from meshjwt.launcher import command
 from meshjwt.mesh import Mesh
 from meshjwt.pytest_plugin.mesh import RUNNER
 from meshjwt.pytest_plugin.options import SETTINGS
@@ -26,9 +27,9 @@ from meshjwt.security.probe import MODES, POLICIES, Combination, ProbeSetup, run
 from meshjwt.settings import Settings
 
 try:  # the conformance report's hook for extra sections (meshjwt/pytest_plugin/report.py)
-    from meshjwt.pytest_plugin.report import REPORT_SECTIONS
+    from meshjwt.pytest_plugin.report import REPORT_OUTPUTS, REPORT_SECTIONS
 except ImportError:  # pragma: no cover - a report plugin without it: the HTML report just lacks the section
-    REPORT_SECTIONS = None
+    REPORT_SECTIONS = REPORT_OUTPUTS = None
 
 _PROBE = pytest.StashKey["SecurityProbe"]()
 _RESULTS = pytest.StashKey[list[Combination]]()
@@ -40,6 +41,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--security", action="store_true", default=False,
                     help="security qualification: run the path-normalization probe (real nginx/apache2 behind "
                          "the mesh) and write security-report.yaml; the token attacks run in every run")  # fmt: skip
+    group.addoption("--allow-unsupported-probes", dest="allow_unsupported_probes", action="store_true",
+                    default=False, help="with --security: a probe that cannot run (a backend missing, a target "
+                    "without backends) is reported unsupported and skipped instead of failing the run")  # fmt: skip
     group.addoption("--path-normalization", dest="path_normalization", default=None,
                     help=f"meshConfig pathNormalization: {', '.join(MODES)}; comma-separated for several. "
                          "The local mesh runs with the first; the probe covers each (default: all four)")  # fmt: skip
@@ -76,10 +80,31 @@ def pytest_configure(config: pytest.Config) -> None:
             import hypothesis  # noqa: F401
         except ImportError:
             raise pytest.UsageError("--security needs hypothesis: pip install 'mesh-jwt-conformance[security]' "
-                                    "(or run tox -e security)") from None  # fmt: skip
+                                    f"(or run {command('security')})") from None  # fmt: skip
+    if REPORT_OUTPUTS is not None:
+        config.stash.setdefault(REPORT_OUTPUTS, set()).add(security_report.FILE_NAME)
     settings: Settings | None = config.stash.get(SETTINGS, None)
     if settings is not None and option.path_normalization:
         config.stash[SETTINGS] = dataclasses.replace(settings, path_normalization=modes[0])
+
+
+def cannot_run(config: pytest.Config, why: str) -> None:
+    """A probe that cannot run: a failure naming why (unsupported is not OK), or with ``--allow-unsupported-probes``
+    a skip reported unsupported."""
+    if config.option.allow_unsupported_probes:
+        pytest.skip(f"unsupported: {why}")
+    pytest.fail(f"the probe cannot run: {why} (--allow-unsupported-probes reports it unsupported instead)",
+                pytrace=False)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``--security`` the probe is not part of the run: its tests are deselected, not skipped."""
+    if config.option.security:
+        return
+    probe = [item for item in items if "probe_combination" in getattr(item, "fixturenames", ())]
+    if probe:
+        config.hook.pytest_deselected(items=probe)
+        items[:] = [item for item in items if item not in probe]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -121,11 +146,11 @@ def security_probe(request: pytest.FixtureRequest, settings: Settings) -> Securi
     """The local mesh with nginx and apache2 behind sidecars, and the corpus; skips without ``--security``."""
     config = request.config
     if not config.option.security:
-        pytest.skip("the path-normalization probe runs with --security (tox -e security)")
+        pytest.skip(f"the path-normalization probe runs with --security ({command('security')})")
     reason = unsupported_reason(settings)
     if reason:
         config.stash[_RESULTS] = []
-        pytest.skip(f"unsupported: {reason}")
+        cannot_run(config, reason)
     from meshjwt.security.corpus import build
 
     mesh: Mesh = request.getfixturevalue("mesh")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from meshjwt import pki
 from meshjwt.errors import ConfigError, EnvironmentProblem, TargetCannot
 from meshjwt.kube import binaries, plans
@@ -100,6 +102,33 @@ class ClusterOptions(KubeOptions):
         "--root-namespace", "cluster: Istio root namespace (default istio-system)"))
 
 
+def kubeconfig_problem(files: Sequence[str], context: str | None) -> str | None:
+    """Why kubectl could not connect with these kubeconfig files (merged as kubectl merges them), in one line; None
+    when they name clusters and a context to use."""
+    clusters: list[Any] = []
+    contexts: list[str] = []
+    current = None
+    for name in files:
+        try:
+            doc = yaml.safe_load(Path(name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            return f"kubeconfig {name} cannot be read: {first_line(str(exc))}"
+        if not isinstance(doc, dict):
+            continue
+        clusters += doc.get("clusters") or []
+        contexts += [c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)]
+        current = current or doc.get("current-context")
+    shown = os.pathsep.join(files)
+    if not clusters:
+        return f"kubeconfig {shown} has no clusters: pass --kubeconfig with the cluster's kubeconfig"
+    if not (context or current):
+        choices = f" (its contexts: {', '.join(map(str, contexts))})" if contexts else ""
+        return f"kubeconfig {shown} has no current context: pass --context NAME{choices}"
+    return None
+
+
 class ClusterMesh(KubeMesh):
     """Connects with --kubeconfig/--context; deletes only the namespaces it created (unless kept)."""
 
@@ -127,11 +156,21 @@ class ClusterMesh(KubeMesh):
         return str(shutil.which("kubectl"))
 
     def _kubeconfig_given(self) -> None:
-        """No kubeconfig at all is one line, not kubectl's 'connection to localhost:8080 refused'."""
-        if self.options.kubeconfig or os.environ.get("KUBECONFIG"):
-            return
-        if not (Path.home() / ".kube" / "config").is_file():
+        """No kubeconfig at all, or one without clusters or a current context, is one line, not kubectl's
+        'connection to the server localhost:8080 was refused'."""
+        if self.options.kubeconfig:
+            files = [self.options.kubeconfig]
+        elif os.environ.get("KUBECONFIG"):
+            files = [f for f in os.environ["KUBECONFIG"].split(os.pathsep) if f]
+        elif (Path.home() / ".kube" / "config").is_file():
+            files = [str(Path.home() / ".kube" / "config")]
+        else:
             raise ConfigError("no kubeconfig: pass --kubeconfig or set KUBECONFIG")
+        problem = kubeconfig_problem(files, self.options.context)
+        if problem is None and self.options.control_plane_kubeconfig:
+            problem = kubeconfig_problem([self.options.control_plane_kubeconfig], None)
+        if problem:
+            raise ConfigError(problem)
 
     def preflight(self) -> None:
         """Reachable, Istio's kinds served, every permission the run uses; each failure one line, in seconds."""

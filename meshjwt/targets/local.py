@@ -102,6 +102,7 @@ class LocalMesh(Mesh):
 
     name = "local"
     Options = LocalOptions
+    reference_model = True
     #: everything is on loopback: polls are fast, answers come in milliseconds
     default_timeouts = {"start": 20.0, "apply": 10.0, "converge": 5.0, "request": 5.0, "poll_interval": 0.002,
                         "ready_poll": 0.002}  # fmt: skip
@@ -233,13 +234,16 @@ class LocalMesh(Mesh):
 
     # --- the Mesh interface -----------------------------------------------------------------
     def info(self) -> MeshInfo:
+        envoy = self._envoy_version()
         return MeshInfo(
             target=self.name,
             flavor=self.settings.flavor,
             version=self.settings.version,
             jwks_fetch_mode=self.settings.jwks_fetch_mode,
+            reference=f"the reference model of Istio {self.settings.version} on Envoy {envoy}, "
+                      "not a verdict on a running mesh",
             details={"implementation": f"meshjwt local reference mesh {__version__}",
-                     "envoy": self._envoy_version(),
+                     "envoy": envoy,
                      "envoySource": self._envoy_source(),
                      "istiodModel": f"{self.istiod.shown} (substitute key set: {self.istiod.substitute}; "
                                     f"non-JWKS body: {self.istiod.non_jwks_body})",

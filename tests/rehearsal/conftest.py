@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from istio_golden import need
 
 from meshjwt.keys import KeySet
 from meshjwt.kube.versions import DEFAULT_ISTIO, istio_release
 from meshjwt.settings import Settings, Timeouts
 from meshjwt.targets import target_class
 from rehearsal.__main__ import LEG_KUBECTL, find_kubectl, wrappers
-from rehearsal.istio.golden import GoldenMissing, golden_dir
 from rehearsal.tools import REPO
 
 FAST = Timeouts(start=30, install=60, deploy=60, ready_poll=0.05, apply=20, converge=10, request=5,
@@ -33,10 +33,7 @@ def fresh_discovery_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 @pytest.fixture(scope="session")
 def golden() -> Path:
-    try:
-        return golden_dir()
-    except GoldenMissing as exc:
-        pytest.skip(str(exc))
+    return need("")
 
 
 @pytest.fixture(scope="session")
