@@ -37,7 +37,7 @@ def _control_plane() -> ControlPlane:
     listeners = {"sidecar": 1, "productpage-sidecar": 2, "gateway": 3}
     world, proxies, clusters = build(sample_topology(), listeners, {name: 10 + i for i, name in enumerate(BACKENDS)})
     plane = ControlPlane(world, proxies, clusters, "/nonexistent/ca.pem", '{"keys": []}')
-    plane.resolver = JwksResolver(lambda uri, issuer, timeout: FetchResult(None, "not fetched"), retry_delays=())
+    plane.resolver = JwksResolver(lambda uri, issuer, timeout: FetchResult(None, "not fetched"))  # never start()ed
     return plane
 
 
