@@ -23,7 +23,8 @@ def rebuild(resolver: JwksResolver, kind: type[JwksResolver], **changes: Any) ->
     settings = {"refresh_interval": resolver.default_interval, "retry_interval": resolver.retry_interval,
                 "failure_interval": resolver.failure_interval, "failure_interval_max": resolver.failure_interval_max,
                 "eviction": resolver.eviction, "accept_non_jwks": resolver.accept_non_jwks,
-                "on_change": resolver.on_change, "clock": resolver.clock, **changes}  # fmt: skip
+                "on_change": resolver.on_change, "clock": resolver.clock,
+                "background_sets_interval": resolver.background_sets_interval, **changes}  # fmt: skip
     return kind(resolver.fetch, **settings)
 
 

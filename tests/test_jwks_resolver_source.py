@@ -153,6 +153,26 @@ def test_refresher_runs_the_background_job_and_the_window_can_be_jumped() -> Non
         started = time.monotonic()
         assert resolver.await_retry_window(5)  # the clock jumps past the deadline: the job ends now
         assert time.monotonic() - started < 2 and ("iss", "u") not in resolver.entries and not pushed.is_set()
+        # 1.23+ (efbfe15): the background job is refresh(true), it touches neither the ticker nor the interval
+        assert resolver.refresh_interval == 3600
+    finally:
+        resolver.stop()
+
+
+def test_before_1_23_the_failed_background_job_set_the_failure_interval() -> None:
+    from meshjwt.localmesh.istiod import IstiodBehaviour
+
+    assert IstiodBehaviour.for_version("1.22").background_sets_interval
+    assert not IstiodBehaviour.for_version("1.23.0").background_sets_interval
+    resolver = JwksResolver(Server(None), retry_interval=10.0, refresh_interval=3600, background_sets_interval=True)
+    resolver.start()
+    try:
+        resolver.get("iss", "u", 60.0)
+        time.sleep(0.05)
+        assert resolver.await_retry_window(5)
+        deadline = time.monotonic() + 2
+        while resolver.refresh_interval != resolver.failure_interval and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert resolver.refresh_interval == resolver.failure_interval  # refreshCache after the failed job
     finally:
         resolver.stop()

@@ -50,6 +50,9 @@ class IstiodBehaviour:
     non_jwks_body: str
     #: jwtRules ``spaceDelimitedClaims`` honoured (1.28+); before, fixed to ``scope`` and ``permission``
     space_delimited_claims: bool = True
+    #: the background job after a failed main-flow fetch sets the refresh interval and resets the ticker (before
+    #: 1.23: ``refreshCache``; from 1.23.0, efbfe15 "Don't reset the jwks refresh ticker on URI fetch errors", not)
+    background_sets_interval: bool = False
 
     @classmethod
     def for_version(cls, version: str) -> IstiodBehaviour:
@@ -63,7 +66,7 @@ class IstiodBehaviour:
             substitute = "public-only"
         # validateJWKSFormat is on master only (2026-08-20); 1.31.0-rc.0 still inlines: model it from 1.32
         return cls(patch, substitute, "substitute" if patch >= (1, 32, 0) else "inline",
-                   space_delimited_claims=patch >= (1, 28, 0))
+                   space_delimited_claims=patch >= (1, 28, 0), background_sets_interval=patch < (1, 23, 0))
 
     @property
     def shown(self) -> str:

@@ -1,25 +1,31 @@
 """istiod's JWKS resolver (istio/istio ``pilot/pkg/model/jwks_resolver.go`` at 86c9f01), modelled rule by rule;
-each rule names the function it comes from. Facts: ``../shared/reference/istio-jwt-semantics.md`` §7.
+each rule names the function and the line (``L…``, at 86c9f01) it comes from. Facts:
+``../shared/reference/istio-jwt-semantics.md`` §7.
 
 - The cache is keyed by (issuer, jwksUri) and outlives pushes (``jwtKey``, ``keyEntries``).
-- Main flow (``GetPublicKey``, a push needs keys it has not cached): one GET, no retry
-  (``networkFetchRetryCountOnMainFlow = 0``), timeout the rule's. A failure stores an empty entry (the
-  substitute key set is inlined) and sends the key to the background job (``jwksuriChannel``).
-- Background job (``refresher`` on ``jwksuriChannel`` → ``refreshCache`` → ``refresh`` with
-  ``jwksUribackgroundChannel``): fetches only entries without keys, 7 retries 1 s apart
-  (``networkFetchRetryCountOnRefreshFlow``, ``JwtPubKeyRetryInterval``) that share one deadline, the rule's
-  timeout. Success pushes (the old "" is no JSON); failure deletes the empty entry, and nothing fetches it
-  again until the next push for any reason (its main flow).
-- Periodic refresh (``refresher`` ticker, ``PILOT_JWT_PUB_KEY_REFRESH_INTERVAL``): every entry, same retries. A
-  failure keeps the last keys (an empty entry is deleted). ``refreshCache``: a failed cycle sets the interval to
-  ``JwtPubKeyRefreshIntervalOnFailure`` (1 min), each further failed cycle doubles it up to
-  ``JwtPubKeyRefreshIntervalOnFailureResetThreshold`` (60 min), a good cycle resets it; every cycle (background
-  ones too) restarts the ticker.
-- Push decision: ``compareJWKSResponse`` (:mod:`meshjwt.jwks_compare`); the new body is cached either way.
-- Eviction (``refresh``): an entry unused, or not refreshed successfully, for ``JwtPubKeyEvictionDuration``
-  (7 days) is deleted.
-- Per version: master's ``validateJWKSFormat`` (main flow) treats a 2xx body that is no JWKS as a failed fetch;
-  released istiod inlines it (``accept_non_jwks``).
+- Main flow (``GetPublicKey`` L233): one GET, no retry (``networkFetchRetryCountOnMainFlow = 0`` L72, L274),
+  timeout the rule's. A failure stores an empty entry (L286; the substitute key set is inlined) and sends the
+  key to the background job (``jwksuriChannel <- key`` L294); a cached empty entry is ``errEmptyPubKeyFoundInCache``
+  (L228, L253).
+- Background job (``refresher`` L455 on ``jwksuriChannel`` → ``refresh(true)`` L469): fetches only entries without
+  keys (L506), 7 retries (``networkFetchRetryCountOnRefreshFlow`` L77, L541) 1 s apart (``JwtPubKeyRetryInterval``
+  L61) that share one deadline, the rule's timeout (``getRemoteContentWithRetry`` L360: one
+  ``context.WithTimeout`` L367 for all attempts). Success pushes (the old "" is no JSON); failure deletes the
+  empty entry (L546), and nothing fetches it again until the next push for any reason (its main flow). It
+  touches neither the ticker nor the interval ("don't modify the ticker or interval used for the background
+  refresh", L467; efbfe15, Istio 1.23.0); before 1.23 it ran through ``refreshCache`` like a periodic cycle
+  (``background_sets_interval``).
+- Periodic refresh (the ticker, ``PILOT_JWT_PUB_KEY_REFRESH_INTERVAL``; L462): every entry, same retries. A
+  failure keeps the last keys (an empty entry is deleted, L546). ``refreshCache`` (L474): a failed cycle sets the
+  interval to ``JwtPubKeyRefreshIntervalOnFailure`` (1 min, L57), each further failed cycle doubles it up to
+  ``JwtPubKeyRefreshIntervalOnFailureResetThreshold`` (60 min, L64), a good cycle resets it, and the ticker
+  restarts (L491).
+- Push decision: ``compareJWKSResponse`` (L659, called L574; :mod:`meshjwt.jwks_compare`); the new body is cached
+  either way; one push per cycle (``PushFunc`` L596).
+- Eviction (``refresh`` L514): an entry unused, or not refreshed successfully, for ``JwtPubKeyEvictionDuration``
+  (7 days, L54) is deleted.
+- Per version: master's ``validateJWKSFormat`` (L641, main flow L277) treats a 2xx body that is no JWKS as a
+  failed fetch; released istiod inlines it (``accept_non_jwks``).
 """
 
 from __future__ import annotations
@@ -75,8 +81,11 @@ class JwksResolver:
                  retry_interval: float = ISTIOD_RETRY_INTERVAL, failure_interval: float = ISTIOD_FAILURE_INTERVAL,
                  failure_interval_max: float = ISTIOD_FAILURE_INTERVAL_MAX, eviction: float = ISTIOD_EVICTION,
                  accept_non_jwks: bool = True, on_change: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.monotonic,
+                 background_sets_interval: bool = False) -> None:  # fmt: skip
         self.fetch = fetch
+        #: before Istio 1.23 (efbfe15) the background job ran through refreshCache: interval and ticker changed
+        self.background_sets_interval = background_sets_interval
         self.default_interval = refresh_interval  # refreshDefaultInterval
         self.refresh_interval = refresh_interval  # the ticker's current interval (refreshCache changes it)
         self.retry_interval = retry_interval
@@ -168,9 +177,9 @@ class JwksResolver:
             self._cycle.notify_all()
 
     def _refresher(self) -> None:
+        deadline = time.monotonic() + self.refresh_interval  # the ticker
         while True:
             with self._cycle:
-                deadline = time.monotonic() + self.refresh_interval  # the ticker, reset after every cycle
                 while not (self._stop.is_set() or self._pending or self._due_now):
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -184,13 +193,18 @@ class JwksResolver:
                     self._background_running = True
             if background:
                 try:
-                    self.refresh_cache(background=True)
+                    if self.background_sets_interval:  # before 1.23: refreshCache, then the ticker's Reset
+                        self.refresh_cache(background=True)
+                        deadline = time.monotonic() + self.refresh_interval
+                    else:  # refresh(true): "don't modify the ticker or interval used for the background refresh"
+                        self._refresh_entries(background=True)
                 finally:
                     with self._cycle:
                         self._background_running = False
                         self._cycle.notify_all()
             else:
                 self.refresh()
+                deadline = time.monotonic() + self.refresh_interval  # refreshCache: refreshTicker.Reset(interval)
 
     def refresh(self) -> None:
         """One periodic cycle (the ticker's): re-fetch every entry, push once if any keys changed, adjust the

@@ -21,6 +21,7 @@ from meshjwt.kube import istio_source, jwks_server, readiness, workloads
 from meshjwt.kube.curl import CurlResult, Transfer, batch_config, parse_batch
 from meshjwt.kube.kubectl import Kubectl, ResourceRef, first_line
 from meshjwt.kube.plans import RUN_LABEL, exec_args
+from meshjwt.localmesh.istiod import IstiodBehaviour
 from meshjwt.localmesh.jwks_resolver import ISTIOD_FAILURE_INTERVAL
 from meshjwt.localmesh.translate.authn import parse_duration
 from meshjwt.localmesh.world import Workload
@@ -434,7 +435,7 @@ class KubeMesh(Mesh):
         readiness.wait_for(waited, timeout=self.settings.timeouts.jwks_refresh, interval=self.settings.timeouts.
                            poll_interval, what="the end of istiod's background JWKS retries")  # fmt: skip
         if self._jwks_down_since is not None or self._served[0].status >= 400:
-            self._entry_dropped_at = due  # the job failed: the entry is deleted, the ticker reset to 1 min
+            self._entry_dropped_at = due  # the job failed: the entry is deleted (before 1.23 the ticker set to 1 min)
 
     def unrelated_push(self) -> None:
         """Make istiod push for a change that concerns no applied rule: a ServiceEntry for a host nobody calls,
@@ -509,7 +510,8 @@ class KubeMesh(Mesh):
                 or answer.rate is not None or not self._nginx_issuers():  # nothing a proxy shows: wait its time
             since = self._jwks_down_since or time.monotonic()
             due = since + interval + JWKS_FETCH_MARGIN
-            if dropped is not None:  # refreshCache: the failed background cycle set the ticker to 1 min
+            if dropped is not None and IstiodBehaviour.for_version(self.info().version).background_sets_interval:
+                # before 1.23 the failed background job ran through refreshCache: the ticker was set to 1 min
                 due = max(due, dropped + ISTIOD_FAILURE_INTERVAL + JWKS_FETCH_MARGIN)
 
             def waited() -> readiness.Check:

@@ -209,6 +209,7 @@ class LocalMesh(Mesh):
             self.control_plane.fetch, refresh_interval=refresh, retry_interval=retry,
             failure_interval=retry * ISTIOD_FAILURE_INTERVAL, failure_interval_max=retry * ISTIOD_FAILURE_INTERVAL_MAX,
             accept_non_jwks=self.istiod.non_jwks_body == "inline", on_change=self._background_push,
+            background_sets_interval=self.istiod.background_sets_interval,
         ))
         self.apply([])
         self.resolver.start()
