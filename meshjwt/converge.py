@@ -62,12 +62,13 @@ class Outcome:
     history: list[str] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
     decisive: Response | None = None
-    settled: bool = False
+    must_refuse: bool = False
 
     @property
     def accepted(self) -> Response | None:
-        """The 2xx that a case expecting a refusal got (None if it got none)."""
-        return self.decisive if self.decisive is not None and 200 <= self.decisive.status < 300 else None
+        """The 2xx a token that must be refused got (None if it got none)."""
+        decisive = self.decisive
+        return decisive if self.must_refuse and decisive is not None and 200 <= decisive.status < 300 else None
 
 
 @dataclass
@@ -120,7 +121,7 @@ class _Tracker:
 
 def converge_many(
     send_many: Callable[[Sequence[Request]], Sequence[Response]],
-    cases: Sequence[Probe | tuple[Request, Mismatch]],
+    cases: Sequence[Probe],
     timeouts: Timeouts,
     *,
     clock: Callable[[], float] = time.monotonic,
@@ -131,8 +132,7 @@ def converge_many(
     A case passes once ``timeouts.consecutive`` answers in a row have no mismatch; it fails at once on a
     decisive answer (see the module's docstring); the batch stops at ``timeouts.converge`` seconds (the
     named timeout 'converge') with the cases still pending failed."""
-    probes = [c if isinstance(c, Probe) else Probe(*c) for c in cases]
-    trackers = [_Tracker(probe) for probe in probes]
+    trackers = [_Tracker(probe) for probe in cases]
     need = timeouts.consecutive
     started = clock()
 
@@ -165,7 +165,7 @@ def _outcome(t: _Tracker, need: int, seconds: float) -> Outcome:
     unsent = "not sent: the other cases never showed the applied config in force" if not t.attempts else None
     problem = None if passed else (t.problem or unsent or f"{t.streak}/{need} agreements")
     return Outcome(passed, t.attempts, t.last or Response(0, error="no attempt"), problem, seconds, t.history,
-                   t.answers, t.decisive, t.probe.settled)  # fmt: skip
+                   t.answers, t.decisive, t.probe.must_refuse)  # fmt: skip
 
 
 def converge(

@@ -108,13 +108,12 @@ class Mesh(abc.ABC):
 
     def use_path_normalization(self, mode: str | None) -> None:
         """Run the next applies with meshConfig ``pathNormalization`` ``mode`` (None: the run's own). A target that
-        cannot switch raises :class:`meshjwt.errors.TargetCannot` unless it already runs with ``mode``."""
+        cannot switch raises :class:`meshjwt.errors.TargetCannot` unless it already runs with ``mode``; by default
+        a target cannot say which mode it runs, so any mode asked for is unsupported."""
         from meshjwt.errors import TargetCannot
 
-        running = self.info().details.get("pathNormalization") or "BASE"
-        if mode is not None and mode != running:
-            raise TargetCannot(f"the {self.name} target runs meshConfig pathNormalization {running} and cannot switch "
-                               f"to {mode} within a run (start a run with --path-normalization {mode})")  # fmt: skip
+        if mode is not None:
+            raise TargetCannot(f"the {self.name} target cannot run meshConfig pathNormalization {mode}")
 
     def confirms_config(self, client: Client) -> bool:
         """Whether the proxy answering ``client``'s requests has confirmed that it runs the configuration of the

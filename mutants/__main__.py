@@ -24,6 +24,9 @@ from pathlib import Path
 
 import yaml
 
+from meshjwt.localmesh.mutation import Mutation, catalogue_of
+from meshjwt.report.model import sharpness
+
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE_FILE = ROOT / "mutants" / "catalogue.py"
 SHARPNESS_FILE = ROOT / "meshjwt" / "sharpness.json"
@@ -51,12 +54,9 @@ class Result:
         return text
 
 
-def catalogue() -> dict[str, object]:
-    """The mutants by name (loaded as the local target loads them)."""
-    sys.path.insert(0, str(ROOT))
-    from mutants.catalogue import CATALOGUE
-
-    return dict(CATALOGUE)
+def catalogue() -> dict[str, Mutation]:
+    """The mutants by name, loaded as the local target loads them."""
+    return dict(catalogue_of(CATALOGUE_FILE))
 
 
 def run_one(name: str, extra: list[str]) -> Result:
@@ -65,7 +65,7 @@ def run_one(name: str, extra: list[str]) -> Result:
     with tempfile.TemporaryDirectory(prefix=f"meshjwt-mutant-{name}-") as reports:
         argv = [sys.executable, "-m", "pytest", str(ROOT / "suites"), "--target", "local", "-q", "-p",
                 "no:cacheprovider", f"--local-mutation={CATALOGUE_FILE}:{name}", "--reports-dir", reports,
-                "-o", "junit_family=xunit2", *extra]  # fmt: skip
+                *extra]  # fmt: skip
         try:
             done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT,
                                   stdin=subprocess.DEVNULL)  # fmt: skip
@@ -97,14 +97,6 @@ def judge(report: dict, output: str) -> tuple[str | None, str | None]:
     return killed_by, refused
 
 
-def recorded() -> dict[str, object]:
-    """The score the package quotes in its reports (``meshjwt/data/sharpness.json``)."""
-    try:
-        return json.loads(SHARPNESS_FILE.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mutants", description=__doc__.split("\n\n")[0],
                                      epilog="After --, more pytest options for each run (e.g. -- -k authz-).")
@@ -119,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     known = catalogue()
     if args.list:
         for mutant in known.values():
-            print(f"{mutant.name}: {mutant.breaks} [{mutant.source}]")  # type: ignore[attr-defined]
+            print(f"{mutant.name}: {mutant.breaks} [{mutant.source}]")
         return 0
     unknown = [n for n in args.names if n not in known]
     if unknown:
@@ -144,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                                               "measuredWith": "tox -e mutants"}, indent=1) + "\n")  # fmt: skip
         print(f"recorded in {SHARPNESS_FILE.relative_to(ROOT)}")
     elif whole:
-        quoted = recorded()
-        if (quoted.get("catalogue"), quoted.get("killed")) != (len(results), killed):
-            print(f"the score reports quote ({quoted.get('killed')} of {quoted.get('catalogue')}) is not this one: "
+        quoted = sharpness()  # what every report quotes
+        if (quoted["mutants"], quoted["killed"]) != (len(results), killed):
+            print(f"the score reports quote ({quoted['score']}) is not this one: "
                   f"run python -m mutants --record", file=sys.stderr)  # fmt: skip
             return 1
     return 0 if killed == len(results) else 1

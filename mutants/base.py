@@ -44,9 +44,6 @@ class Mutant(Mutation):
     breaks: str
     source: str
 
-    def __hash__(self) -> int:
-        return hash(self.name)
-
 
 @dataclass
 class EditResources(Mutant):
@@ -107,7 +104,12 @@ class EditFilter(Mutant):
 
 def each_provider(edit: Callable[[Json], None]) -> Callable[[Json], None]:
     """An edit of a jwt_authn config that applies ``edit`` to each provider."""
-    return lambda config: [edit(p) for p in config.get("providers", {}).values()] and None
+
+    def run(config: Json) -> None:
+        for provider in config.get("providers", {}).values():
+            edit(provider)
+
+    return run
 
 
 def each_matcher(test: Callable[[Json], bool], edit: Callable[[Json], None]) -> Callable[[Json], None]:

@@ -180,7 +180,7 @@ def test_a_mesh_that_fetches_the_jku_url_fails_the_case_even_if_it_refuses(mesh,
         assert url
         honest = runner.run(scenario, case)
         assert honest.verdict == "passed", honest.detail
-        served = runner._attacker_url if name.startswith("jku") else runner._x5u_url
+        served = runner.attacker_url("ATTACKER_JWKS_URL" if name.startswith("jku") else "ATTACKER_X5U_URL")
 
         class Fetching:  # the same mesh, but it follows the URL a token names before answering
             target = served.split("jwks.meshjwt.test", 1)[1]

@@ -9,6 +9,8 @@ import platform
 import shutil
 import sys
 import tarfile
+import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +96,47 @@ def _fetch(url: str, timeout: float) -> bytes:
         raise EnvironmentProblem(
             f"cannot download {url}: {exc}; air-gapped? pass --kind-path/--kubectl-path/--istioctl-path"
         ) from None
+
+
+class FetchFailed(Exception):
+    """A pinned download got no good answer: ``http`` is the HTTP status (None: no answer at all), ``reason`` why."""
+
+    def __init__(self, url: str, reason: str, http: int | None = None) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url, self.reason, self.http = url, reason, http
+        self.host = urllib.parse.urlsplit(url).netloc
+
+
+class ChecksumMismatch(Exception):
+    """A pinned download whose bytes are not the pinned ones (``actual`` is their sha256)."""
+
+    def __init__(self, url: str, actual: str, pinned: str) -> None:
+        super().__init__(f"{url} has sha256 {actual}, pinned {pinned}")
+        self.url, self.actual, self.pinned = url, actual, pinned
+
+
+def fetch_pinned(url: str, sha256: str, timeout: float) -> bytes:
+    """GET ``url`` once and return its bytes if their sha256 is ``sha256``; FetchFailed or ChecksumMismatch (each
+    caller says it in its own one line). The pinned downloads of Istio's files (golden data, FakeJwks source)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - a pinned https URL (tests: http)
+            body = answer.read()
+    except urllib.error.HTTPError as exc:
+        raise FetchFailed(url, f"HTTP {exc.code} {exc.reason}", exc.code) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise FetchFailed(url, str(getattr(exc, "reason", exc))) from None
+    actual = sha256_of(body)
+    if actual != sha256:
+        raise ChecksumMismatch(url, actual, sha256)
+    return body
+
+
+def write_atomically(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary file beside it, so no reader sees a partial file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    partial.write_bytes(data)
+    partial.replace(target)
 
 
 def expected_sha256(item: Asset, timeout: float = 30.0) -> tuple[str, str]:

@@ -9,16 +9,13 @@ Offline, or without a pin, the case is unsupported with a one-line reason (Targe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from meshjwt.errors import EnvironmentProblem, TargetCannot
-from meshjwt.kube.binaries import cache_dir
+from meshjwt.kube.binaries import ChecksumMismatch, FetchFailed, cache_dir, fetch_pinned, sha256_of, write_atomically
 
 #: ``const FakeJwks = `{"keys": [{... "d": ..., "p": ..., "q": ...}]}``` in pilot/pkg/model/jwks_resolver.go
 FAKE_JWKS_CONST = re.compile(r"const FakeJwks = `(\{.*?\})`", re.DOTALL)
@@ -54,22 +51,17 @@ NO_PIN = ("no verified pin of the Istio source file holding the FakeJwks private
 def fetch(pin: SourcePin, timeout: float = 30.0) -> bytes:
     """The pinned file's bytes: from the cache, else downloaded once and checked against the pin's sha256.
     Offline: TargetCannot (one line); a body that is not the pinned one: EnvironmentProblem (nothing cached)."""
-    cached = cache_dir() / "istio-source" / pin.sha256
-    if cached.is_file() and hashlib.sha256(cached.read_bytes()).hexdigest() == pin.sha256:
-        return cached.read_bytes()
+    cached = cached_path(pin)
+    if cached.is_file() and sha256_of(kept := cached.read_bytes()) == pin.sha256:
+        return kept
     try:
-        with urllib.request.urlopen(pin.url, timeout=timeout) as answer:  # noqa: S310 - a pinned https URL
-            body = answer.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TargetCannot(f"offline: cannot read Istio's FakeJwks key from {pin.url} ({reason})") from None
-    digest = hashlib.sha256(body).hexdigest()
-    if digest != pin.sha256:
-        raise EnvironmentProblem(f"{pin.url} has sha256 {digest}, not the pinned {pin.sha256}: refusing it")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(".part")
-    partial.write_bytes(body)
-    partial.replace(cached)
+        body = fetch_pinned(pin.url, pin.sha256, timeout)
+    except FetchFailed as exc:
+        raise TargetCannot(f"offline: cannot read Istio's FakeJwks key from {pin.url} ({exc.reason})") from None
+    except ChecksumMismatch as exc:
+        raise EnvironmentProblem(f"{pin.url} has sha256 {exc.actual}, not the pinned {pin.sha256}: "
+                                 "refusing it") from None
+    write_atomically(cached, body)
     return body
 
 

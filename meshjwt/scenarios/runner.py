@@ -66,12 +66,7 @@ class CaseResult:
     @property
     def accepted(self) -> Response | None:
         """The 2xx answer the mesh gave to a token this case expects to be refused, if it gave one (even once)."""
-        if self.verdict != Verdict.FAILED or self.outcome is None or self.expected.status < 400:
-            return None
-        if self.outcome.accepted is not None:
-            return self.outcome.accepted
-        last = self.outcome.last
-        return last if 200 <= last.status < 300 and self.case.token.present else None
+        return self.outcome.accepted if self.verdict == Verdict.FAILED and self.outcome else None
 
     @property
     def accepted_attack(self) -> bool:
@@ -112,8 +107,7 @@ class ScenarioRunner:
         """The cases this run will ask for: the first case of a scenario converges all of them together."""
         for scenario, case in pairs:
             self._planned.setdefault(scenario.name, []).append(case)
-    _attacker_url: str | None = None
-    _x5u_url: str | None = None
+    _attacker_urls: dict[str, str] = field(default_factory=dict)  # ATTACKER_JWKS_URL / ATTACKER_X5U_URL → URL
 
     def variables(self) -> dict[str, str]:
         return {"ISSUER": self.tokens.issuer, "JWKS_WITHOUT_ALG": self.tokens.jwks_without_alg_json(),
@@ -234,10 +228,10 @@ class ScenarioRunner:
             return substitute(spec.literal, variables, where=where)
         if spec.kind is None:
             return None
-        if "${ATTACKER_JWKS_URL}" in json.dumps(dict(spec.jose)):
-            variables = {**variables, "ATTACKER_JWKS_URL": self.attacker_jwks_url()}
-        if "${ATTACKER_X5U_URL}" in json.dumps(dict(spec.jose)):
-            variables = {**variables, "ATTACKER_X5U_URL": self.attacker_x5u_url()}
+        jose_text = json.dumps(dict(spec.jose))
+        for name in ("ATTACKER_JWKS_URL", "ATTACKER_X5U_URL"):
+            if f"${{{name}}}" in jose_text:
+                variables = {**variables, name: self.attacker_url(name)}
         if spec.kind == "istio-fake-jwks" and self.tokens.fake_jwks_key is None:
             try:
                 self.tokens.fake_jwks_key = self.mesh.fake_jwks_signing_key()
@@ -247,23 +241,17 @@ class ScenarioRunner:
         jose = substitute(dict(spec.jose), variables, where=where)
         return self.tokens.mint(spec.kind, spec.alg, claims, jose=jose or None)
 
-    def attacker_x5u_url(self) -> str:
-        """Where the target serves the attacker's certificate chain (asked once); unsupported if it can't."""
-        if self._x5u_url is None:
+    def attacker_url(self, name: str) -> str:
+        """Where the target serves, for the rest of the run, the attacker's JWKS (``ATTACKER_JWKS_URL``, for jku) or
+        certificate chain (``ATTACKER_X5U_URL``): asked once each; unsupported if the target can't."""
+        if name not in self._attacker_urls:
+            serve = {"ATTACKER_JWKS_URL": lambda: self.mesh.serve_attacker_jwks(self.tokens.attacker_jwks_json()),
+                     "ATTACKER_X5U_URL": lambda: self.mesh.serve_attacker_x5u(self.tokens.attacker_x5u_pem())}[name]
             try:
-                self._x5u_url = self.mesh.serve_attacker_x5u(self.tokens.attacker_x5u_pem())
+                self._attacker_urls[name] = serve()
             except TargetCannot as exc:
                 raise Unsupported(str(exc)) from None
-        return self._x5u_url
-
-    def attacker_jwks_url(self) -> str:
-        """Where the target serves the attacker's JWKS during this run (asked once); unsupported if it can't."""
-        if self._attacker_url is None:
-            try:
-                self._attacker_url = self.mesh.serve_attacker_jwks(self.tokens.attacker_jwks_json())
-            except TargetCannot as exc:
-                raise Unsupported(str(exc)) from None
-        return self._attacker_url
+        return self._attacker_urls[name]
 
     def _prepare(self, scenario: Scenario, case: Case) -> tuple[CaseResult, Request]:
         """The case's result record (expectation for this mesh, masked request) and the request to send."""

@@ -297,7 +297,10 @@ class LocalMesh(Mesh):
 
     def _push(self, copies: list[Mapping[str, Any]], mode: str) -> None:
         assert self.control_plane and self.envoy
-        translation = self.control_plane.translate(self.mutation.resources(json.loads(json.dumps(copies))), mode)
+        read = copies  # what istiod reads; a mutant edits its own copies, the applied ones stay as given
+        if self.mutation is not mutation.REFERENCE:
+            read = self.mutation.resources(json.loads(json.dumps(copies)))
+        translation = self.control_plane.translate(read, mode)
         translation.listeners = [self.mutation.listener(listener) for listener in translation.listeners]
         try:
             self.envoy.push(translation.clusters, translation.listeners, self.settings.timeouts.apply)

@@ -8,18 +8,16 @@ each checked against its sha256 in ``golden-pins.json`` (beside this module).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from meshjwt.kube.binaries import ChecksumMismatch, FetchFailed, fetch_pinned, write_atomically
 
 ENV_VAR = "MESHJWT_ISTIO_GOLDEN"
 #: the cache folder (default ``~/.cache/meshjwt/istio-golden/<commit>``)
@@ -81,21 +79,13 @@ def download(relative: str, target: Path, base_url: str | None = None) -> Path:
     base = (base_url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
     url = f"{base}/{pins()['commit']}/{pin['source']}"
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as answer:  # noqa: S310 (pinned https/test URL)
-            body = answer.read()
-    except urllib.error.HTTPError as exc:
-        raise GoldenMissing(f"downloading Istio golden file {url} failed: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        host = urllib.parse.urlsplit(url).netloc
-        raise GoldenMissing(f"cannot download Istio golden data from {host} (no network?): {reason}") from None
-    digest = hashlib.sha256(body).hexdigest()
-    if digest != pin["sha256"]:
-        raise GoldenMissing(f"Istio golden file {url} has sha256 {digest}, pinned {pin['sha256']}: not used")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    partial.write_bytes(body)
-    partial.replace(target)
+        write_atomically(target, fetch_pinned(url, pin["sha256"], DOWNLOAD_TIMEOUT))
+    except FetchFailed as exc:
+        if exc.http is not None:
+            raise GoldenMissing(f"downloading Istio golden file {url} failed: {exc.reason}") from None
+        raise GoldenMissing(f"cannot download Istio golden data from {exc.host} (no network?): {exc.reason}") from None
+    except ChecksumMismatch as exc:
+        raise GoldenMissing(f"Istio golden file {url} has sha256 {exc.actual}, pinned {exc.pinned}: not used") from None
     return target
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SimCluster, settings
-from meshjwt.converge import converge_many
+from meshjwt.converge import Probe, converge_many
 from meshjwt.keys import KeySet
 from meshjwt.mesh import Mesh, Request, Response
 from meshjwt.placeholders import substitute
@@ -74,7 +74,7 @@ def answers(mesh: Mesh, expected: list[tuple[Request, int]]) -> list[str | None]
     def mismatch(status: int) -> Callable[[Response], str | None]:
         return lambda r: None if r.status == status else f"{r.summary()} != {status}"
 
-    outcomes = converge_many(mesh.request_many, [(r, mismatch(s)) for r, s in expected], mesh.settings.timeouts)
+    outcomes = converge_many(mesh.request_many, [Probe(r, mismatch(s)) for r, s in expected], mesh.settings.timeouts)
     return [None if o.passed else o.problem for o in outcomes]
 
 
